@@ -1,0 +1,92 @@
+"""Vertebral levels in VerSe codes: the one label convention every part of SpineMorph shares."""
+
+from __future__ import annotations
+
+__all__ = [
+    "LEVELS",
+    "ANATOMICAL_ORDER",
+    "TRAINED_LEVELS",
+    "level_code",
+    "level_name",
+    "anatomical_index",
+    "level_below",
+    "level_color",
+    "is_level_code",
+]
+
+#: VerSe level codes. T13 and L6 are the transitional levels; they sit between T12/L1 and L5/S1.
+LEVELS: dict[str, int] = {
+    **{f"C{i}": i for i in range(1, 8)},
+    **{f"T{i}": 7 + i for i in range(1, 13)},
+    **{f"L{i}": 19 + i for i in range(1, 6)},
+    "L6": 25,
+    "S1": 26,
+    "T13": 28,
+}
+_NAMES: dict[int, str] = {code: name for name, code in LEVELS.items()}
+
+#: Codes from head to tail, transitional levels in their anatomical place.
+ANATOMICAL_ORDER: tuple[int, ...] = (*range(1, 20), 28, *range(20, 25), 25, 26)
+_RANK: dict[int, int] = {code: i for i, code in enumerate(ANATOMICAL_ORDER)}
+
+#: The levels the per-level network head predicts: T1..L5.
+TRAINED_LEVELS: tuple[int, ...] = tuple(range(8, 25))
+
+# A fixed colour per level so a level looks the same in every picture, table and Slicer segment.
+# Thoracic levels run through cool hues, lumbar through warm ones; neighbours always contrast.
+_PALETTE: dict[int, tuple[int, int, int]] = {
+    1: (170, 170, 255), 2: (130, 130, 240), 3: (170, 200, 255), 4: (120, 160, 230), 5: (160, 220, 250),
+    6: (110, 180, 220), 7: (150, 230, 240),
+    8: (80, 130, 255), 9: (60, 200, 200), 10: (140, 100, 240), 11: (40, 170, 120), 12: (90, 160, 255),
+    13: (70, 220, 170), 14: (170, 120, 255), 15: (30, 190, 230), 16: (120, 220, 90), 17: (100, 110, 230),
+    18: (60, 230, 200), 19: (190, 140, 250),
+    20: (255, 200, 60), 21: (255, 120, 60), 22: (240, 230, 80), 23: (250, 90, 140), 24: (255, 160, 110),
+    25: (230, 120, 200), 26: (200, 160, 120), 28: (160, 230, 140),
+}
+
+
+def is_level_code(code: int) -> bool:
+    """Return True when ``code`` is a VerSe level code."""
+    return int(code) in _NAMES
+
+
+def level_code(level: str | int) -> int:
+    """Return the VerSe code of a level given by name ("L1") or code (20)."""
+    if isinstance(level, str):
+        key = level.strip().upper()
+        if key in LEVELS:
+            return LEVELS[key]
+        if key.isdigit():
+            level = int(key)
+        else:
+            raise ValueError(f"Unknown vertebral level {level!r}: use a name such as 'T12' or 'L1' "
+                             "(C1-C7, T1-T13, L1-L6, S1).")
+    code = int(level)
+    if code not in _NAMES:
+        raise ValueError(f"{code} is not a VerSe level code: valid codes are 1-26 and 28.")
+    return code
+
+
+def level_name(code: int) -> str:
+    """Return the name ("L1") of a VerSe level code."""
+    return _NAMES[level_code(code)]
+
+
+def anatomical_index(code: int) -> int:
+    """Return the position of a level from head to tail (C1 = 0), so levels sort anatomically."""
+    return _RANK[level_code(code)]
+
+
+def level_below(code: int, steps: int = 1, transitional: bool = False) -> int | None:
+    """Return the level ``steps`` below ``code`` (negative: above), or None past the ends of the spine."""
+    order = ANATOMICAL_ORDER if transitional else tuple(c for c in ANATOMICAL_ORDER if c not in (25, 28))
+    code = level_code(code)
+    if code not in order:
+        raise ValueError(f"{level_name(code)} is a transitional level; pass transitional=True to step from it.")
+    i = order.index(code) + steps
+    return order[i] if 0 <= i < len(order) else None
+
+
+def level_color(code: int) -> tuple[int, int, int]:
+    """Return the fixed RGB colour (0-255) of a level."""
+    return _PALETTE[level_code(code)]

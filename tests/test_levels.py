@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from spinemorph.levels import (
+    ANATOMICAL_ORDER,
+    LEVELS,
+    TRAINED_LEVELS,
+    anatomical_index,
+    level_below,
+    level_code,
+    level_color,
+    level_name,
+)
+
+
+def test_verse_codes_match_the_convention():
+    assert [LEVELS[f"C{i}"] for i in range(1, 8)] == list(range(1, 8))
+    assert [LEVELS[f"T{i}"] for i in range(1, 13)] == list(range(8, 20))
+    assert [LEVELS[f"L{i}"] for i in range(1, 6)] == list(range(20, 25))
+    assert (LEVELS["L6"], LEVELS["S1"], LEVELS["T13"]) == (25, 26, 28)
+    assert TRAINED_LEVELS == tuple(range(8, 25))
+
+
+def test_names_and_codes_round_trip():
+    for name, code in LEVELS.items():
+        assert level_code(name) == code
+        assert level_code(code) == code
+        assert level_name(code) == name
+    assert level_code(" l1 ") == 20
+    assert level_code("20") == 20
+
+
+@pytest.mark.parametrize("bad", ["L7", "X1", 27, 0, 99])
+def test_unknown_levels_are_rejected_with_a_clear_message(bad):
+    with pytest.raises(ValueError, match="level|VerSe"):
+        level_code(bad)
+
+
+def test_transitional_levels_sit_in_anatomical_order():
+    assert anatomical_index(28) == anatomical_index(19) + 1  # T13 right after T12
+    assert anatomical_index(20) == anatomical_index(28) + 1
+    assert ANATOMICAL_ORDER[-2:] == (25, 26)  # L6 then S1
+
+
+def test_level_below_steps_along_the_spine():
+    assert level_below(19) == 20  # T12 -> L1, skipping T13 by default
+    assert level_below(19, transitional=True) == 28
+    assert level_below(20, -1) == 19
+    assert level_below(26) is None
+
+
+def test_every_level_has_its_own_fixed_colour():
+    colours = [level_color(c) for c in TRAINED_LEVELS]
+    assert len(set(colours)) == len(colours)
+    for a, b in zip(TRAINED_LEVELS[:-1], TRAINED_LEVELS[1:], strict=True):  # neighbours contrast
+        assert sum(abs(x - y) for x, y in zip(level_color(a), level_color(b), strict=True)) > 60
