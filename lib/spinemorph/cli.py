@@ -1,0 +1,77 @@
+"""The ``spinemorph`` command: one sub-command per pipeline stage, each importing only what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from spinemorph.data.dataset import simulate_studies
+    from spinemorph.data.deformity import parse_fracture
+    from spinemorph.data.simulate import SimConfig
+
+    fractures = tuple(parse_fracture(f) for f in args.fracture or ())
+    config = SimConfig(fov=args.fov, size=int(args.size) if args.size.isdigit() else args.size,
+                       projection=args.projection, fracture_rate=args.fracture_rate, fractures=fractures)
+    paths = simulate_studies(args.n, args.seed, args.out, config, args.format, args.preview)
+    print(f"Wrote {len(paths)} radiographs, labels and truth to {args.out}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spinemorph",
+                                     description="Vertebral morphometry for lateral spine radiographs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="simulate lateral radiographs with exact ground truth")
+    sim.add_argument("--n", type=_positive_int, required=True, help="number of images")
+    sim.add_argument("--seed", type=_non_negative_int, default=0, help="series seed (default 0)")
+    sim.add_argument("--out", required=True, help="studies folder to write")
+    sim.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
+    sim.add_argument("--size", default="small", help="small (256 px), full (2000-3000 px) or a height in px")
+    sim.add_argument("--fov", choices=["lumbar", "thoracolumbar", "chest"], help="field of view (default: random)")
+    sim.add_argument("--projection", choices=["perspective", "parallel"], default="perspective")
+    sim.add_argument("--fracture-rate", type=float, default=0.25, help="share of images with fractures (default 0.25)")
+    sim.add_argument("--fracture", action="append", metavar="LEVEL:TYPE:GRADE[:REDUCTION]",
+                     help="force a deformity into every image, e.g. L1:wedge:2 (repeatable)")
+    sim.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
+    sim.set_defaults(run=_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"spinemorph {args.command}: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Simulate a whole studies folder: N seeded radiographs with labels, truth and optional previews."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from spinemorph.data.simulate import SimConfig, simulate
+from spinemorph.data.studies import FORMATS, case_id, write_case
+
+__all__ = ["simulate_studies"]
+
+log = logging.getLogger(__name__)
+
+
+def simulate_studies(n: int, seed: int, out: str | Path, config: SimConfig | None = None, fmt: str = "dicom",
+                     preview: bool = False, progress: bool = True) -> list[Path]:
+    """Write ``n`` simulated cases to ``out`` and return their image paths; the same seed gives the same files."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"The number of images must be a positive integer, not {n}.")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"The seed must be a non-negative integer, not {seed}.")
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    config = config or SimConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in tqdm(range(n), desc="simulating", unit="image", disable=not progress):
+        sim = simulate(seed, index, config)
+        cid = case_id(f"sim-{sim.truth['fov']}", seed, index)
+        paths.append(write_case(out, cid, sim.image, sim.labels, sim.truth, fmt, preview))
+    log.info("Wrote %d simulated radiographs to %s", n, out)
+    return paths

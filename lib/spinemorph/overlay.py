@@ -1,0 +1,95 @@
+"""Pictures a person checks at a glance: labels coloured by level, names, six points and height lines."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from spinemorph.levels import is_level_code, level_color, level_name
+
+__all__ = ["GRADE_COLORS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
+
+#: Genant grade 0-3: green, yellow, orange, red.
+GRADE_COLORS: dict[int, tuple[int, int, int]] = {
+    0: (60, 220, 90), 1: (250, 230, 60), 2: (255, 150, 40), 3: (240, 50, 50),
+}
+
+
+def fit_height(shape: tuple[int, int], height: int = 1024) -> float:
+    """Return the scale that brings an image of ``shape`` to ``height`` rows, so text stays readable at any size."""
+    return height / shape[0]
+
+
+def to_rgb(image: np.ndarray, scale: float = 1.0) -> Image.Image:
+    """Return a grayscale radiograph as an 8-bit RGB picture, windowed on its 0.5-99.5 percentiles."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)], [0.5, 99.5])
+    gray = (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+    pic = Image.fromarray(gray).convert("RGB")
+    if scale != 1.0:
+        pic = pic.resize((max(1, round(pic.width * scale)), max(1, round(pic.height * scale))), Image.BILINEAR)
+    return pic
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def draw_labels(pic: Image.Image, labels: np.ndarray, alpha: float = 0.35, names: bool = True) -> Image.Image:
+    """Return ``pic`` with each level's label tinted in its fixed colour, outlined and named."""
+    scale = pic.height / labels.shape[0]
+    lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(pic.size, Image.NEAREST)) if scale != 1 else labels
+    rgb = np.asarray(pic, dtype=np.float32).copy()
+    codes = [int(c) for c in np.unique(lab) if c]
+    palette = np.zeros((256, 3), np.float32)
+    for c in codes:
+        palette[c] = level_color(c) if is_level_code(c) else (255, 255, 255)
+    mask = lab > 0
+    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * palette[lab[mask]]
+    edge = mask & ~ndimage.binary_erosion(mask) | (ndimage.grey_dilation(lab, size=3) != lab) & mask
+    rgb[edge] = palette[lab[edge]]
+    out = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    if names:
+        draw = ImageDraw.Draw(out)
+        font = _font(max(10, pic.height // 60))
+        for c in codes:
+            rows, cols = np.nonzero(lab == c)
+            text = level_name(c) if is_level_code(c) else str(c)
+            draw.text((int(cols.max()) + 4, int(rows.mean())), text, fill=tuple(int(v) for v in palette[c]), font=font,
+                      anchor="lm", stroke_width=2, stroke_fill=(0, 0, 0))
+    return out
+
+
+def draw_measurements(pic: Image.Image, records: list[dict], image_shape: tuple[int, int]) -> Image.Image:
+    """Return ``pic`` with each record's six points and Ha/Hm/Hp lines, coloured by its Genant grade."""
+    scale = pic.height / image_shape[0]
+    out = pic.copy()
+    draw = ImageDraw.Draw(out)
+    font = _font(max(10, pic.height // 70))
+    radius = max(2, pic.height // 300)
+    for rec in records:
+        pts = rec.get("points") or {}
+        if not pts:
+            continue
+        colour = GRADE_COLORS.get(rec.get("genant_grade") or 0, (200, 200, 200))
+        for station in ("anterior", "middle", "posterior"):
+            a, b = pts.get(f"superior_{station}"), pts.get(f"inferior_{station}")
+            if a is None or b is None:
+                continue
+            (r0, c0), (r1, c1) = (np.asarray(a) + 0.5) * scale, (np.asarray(b) + 0.5) * scale
+            draw.line([(c0, r0), (c1, r1)], fill=colour, width=max(1, radius // 2 + 1))
+            for r, c in ((r0, c0), (r1, c1)):
+                draw.ellipse([c - radius, r - radius, c + radius, r + radius], outline=(0, 0, 0), fill=colour)
+        vcr = rec.get("vcr_percent")
+        text = rec.get("level", "")
+        if rec.get("genant_grade"):
+            text += f" G{rec['genant_grade']} {rec.get('deformity', '')}"
+        if vcr is not None:
+            text += f" VCR {vcr:.0f}%"
+        r, c = (np.asarray(pts["superior_anterior"]) + 0.5) * scale
+        draw.text((c - 2 * radius, r), text, fill=colour, font=font, anchor="rb", stroke_width=2, stroke_fill=(0, 0, 0))
+    return out
