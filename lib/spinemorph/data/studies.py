@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.io import Radiograph, display_affine, sagittal_affine, write_dx, write_labelmap, write_nifti
+from spinemorph.io.dicom import ds_number
 from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
 
 __all__ = ["FORMATS", "case_id", "write_case", "write_preview", "label_dir", "truth_path"]
@@ -44,7 +45,7 @@ def write_case(studies: Path, cid: str, image: np.ndarray, labels: np.ndarray, t
         raise ValueError(f"Unknown format {fmt!r}: use 'dicom' or 'nifti'.")
     studies = Path(studies)
     label_dir(studies).mkdir(parents=True, exist_ok=True)
-    spacing = tuple(truth["pixel_spacing_mm"])
+    spacing = tuple(float(ds_number(v)) for v in truth["pixel_spacing_mm"])  # what the file can hold
     facing = truth.get("facing")
     if fmt == "dicom":
         path = studies / f"{cid}.dcm"

@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import DSfloat
 
 from spinemorph.io.radiograph import (
     InvalidImageError,
@@ -21,7 +22,7 @@ from spinemorph.io.radiograph import (
     facing_from_orientation,
 )
 
-__all__ = ["read_dicom", "write_dx", "DX_SOP_CLASS"]
+__all__ = ["read_dicom", "write_dx", "ds_number", "DX_SOP_CLASS"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ def read_dicom(path: str | Path) -> Radiograph:
     return Radiograph(pixels, spacing, source, facing, display_affine(display), meta)
 
 
+def ds_number(value: float) -> DSfloat:
+    """Return ``value`` as the closest decimal string DICOM can hold (16 characters); float() of it is exact."""
+    return DSfloat(float(value), auto_format=True)
+
+
 def _uid(*parts) -> str:
     """Return a DICOM UID (2.25 form) derived deterministically from ``parts``."""
     return f"2.25.{uuid.uuid5(_NAMESPACE, ':'.join(map(str, parts))).int}"
@@ -122,14 +128,14 @@ def write_dx(path: str | Path, pixels: np.ndarray, spacing_mm: tuple[float, floa
     ds.PresentationIntentType, ds.ViewPosition, ds.BodyPartExamined = "FOR PRESENTATION", "LL", body_part
     ds.ImageLaterality, ds.BurnedInAnnotation = "U", "NO"
     ds.PatientOrientation = ["P", "F"] if facing == "left" else ["A", "F"] if facing == "right" else ""
-    ds.ImagerPixelSpacing = [f"{spacing_mm[0]:.6g}", f"{spacing_mm[1]:.6g}"]
+    ds.ImagerPixelSpacing = [ds_number(v) for v in spacing_mm]
     ds.PixelSpacing = list(ds.ImagerPixelSpacing)
     if magnification is not None:
-        ds.EstimatedRadiographicMagnificationFactor = f"{magnification:.6g}"
+        ds.EstimatedRadiographicMagnificationFactor = ds_number(magnification)
     if sdd_mm is not None:
-        ds.DistanceSourceToDetector = f"{sdd_mm:.6g}"
+        ds.DistanceSourceToDetector = ds_number(sdd_mm)
     if sod_mm is not None:
-        ds.DistanceSourceToPatient = f"{sod_mm:.6g}"
+        ds.DistanceSourceToPatient = ds_number(sod_mm)
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinemorph.cli import main
+from spinemorph.io import read_labelmap, read_radiograph
+
+
+def test_simulate_writes_a_monai_label_studies_folder(tmp_path):
+    out = tmp_path / "studies"
+    main(["simulate", "--n", "3", "--seed", "2", "--out", str(out), "--preview", "--fracture-rate", "1"])
+    images = sorted(out.glob("*.dcm"))
+    assert len(images) == 3
+    for image in images:
+        cid = image.name[: -len(".dcm")]
+        assert re.fullmatch(r"sim-(lumbar|thoracolumbar|chest)-[a-z]{8}", cid)  # letters only: no Slicer stacking
+        label = out / "labels" / "final" / f"{cid}.nii.gz"
+        truth = json.loads((out / "labels" / "final" / f"{cid}.truth.json").read_text())
+        assert (out / "previews" / f"{cid}.png").stat().st_size > 10_000
+        rad = read_radiograph(image)
+        labels, geometry = read_labelmap(label)
+        assert labels.shape == rad.shape == tuple(truth["shape"])
+        np.testing.assert_allclose(geometry.affine, rad.affine, atol=1e-6)
+        assert rad.spacing_mm == pytest.approx(tuple(truth["pixel_spacing_mm"]), rel=1e-5)
+        assert rad.facing == truth["facing"]
+        assert set(np.unique(labels)) - {0} == {v["code"] for v in truth["vertebrae"]}
+        assert truth["image"] == image.name
+
+
+def test_simulate_is_deterministic_for_a_seed(tmp_path):
+    for name in ("a", "b"):
+        main(["simulate", "--n", "2", "--seed", "9", "--out", str(tmp_path / name), "--format", "nifti"])
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.*"))
+    for rel in files:
+        if rel.suffix == ".gz":
+            a, b = nib.load(tmp_path / "a" / rel), nib.load(tmp_path / "b" / rel)
+            np.testing.assert_array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
+            assert a.shape[2] == 1  # H×W×1
+        else:
+            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "-3"], "must be at least 1"),
+    (["--n", "two"], "whole number"),
+    (["--n", "1", "--fracture", "L7:wedge:2"], "Unknown vertebral level"),
+    (["--n", "1", "--fracture", "L1:wedge:5"], "grade must be 1, 2 or 3"),
+    (["--n", "1", "--fracture-rate", "2"], "probability"),
+    (["--n", "1", "--size", "huge"], "Unknown size"),
+])
+def test_bad_arguments_give_a_clear_error_and_exit_status_2(tmp_path, args, message):
+    cmd = [sys.executable, "-m", "spinemorph.cli", "simulate", "--out", str(tmp_path / "x"), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").glob("*.dcm"))
