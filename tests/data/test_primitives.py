@@ -31,7 +31,8 @@ def test_slab_chords_match_dense_sampling(seed):
 
     def inside(pts):
         x, y, z = np.einsum("ji,jnt->int", frame.rot, pts - frame.center[:, None, None])
-        return ((x / 12) ** 2 + (y / 8) ** 2 <= 1) & (z >= np.polyval(top[::-1], y)) & (z <= np.polyval(bottom[::-1], y))
+        in_cylinder = (x / 12) ** 2 + (y / 8) ** 2 <= 1
+        return in_cylinder & (z >= np.polyval(top[::-1], y)) & (z <= np.polyval(bottom[::-1], y))
 
     exact = slab.chord(origin, direction) * np.linalg.norm(direction, axis=0)
     assert (exact > 0).sum() > 30

@@ -151,7 +151,8 @@ def _match_on_detector(patient, fractures, state, phantom, pose, centre, proj) -
     for attempt in range(_MATCH_ITERATIONS + 1):
         found = six_points(phantom.bodies, proj)
         shown = _projected_reductions(phantom, found, proj, fractures)
-        if attempt == _MATCH_ITERATIONS or not shown or all(abs(shown[f.level] - f.reduction) < _MATCH_TOLERANCE for f in fractures if f.level in shown):
+        off = [abs(shown[f.level] - f.reduction) for f in fractures if f.level in shown]
+        if attempt == _MATCH_ITERATIONS or not shown or max(off) < _MATCH_TOLERANCE:
             break
         for f in fractures:
             if f.level in shown:
