@@ -7,12 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "LevelAnatomy", "NOMINAL", "SIMULATED_LEVELS", "WALL_INSET", "Patient", "sample_patient", "sagittal_angles",
+    "LevelAnatomy", "NOMINAL", "SIMULATED_LEVELS", "Patient", "sample_patient", "sagittal_angles",
 ]
 
-#: The six points sit this fraction of the body's depth in from the anterior and posterior walls.
-#: Shared by the simulator's ground truth and ``spinemorph.measure``.
-WALL_INSET = 0.1
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinemorph.data.anatomy import WALL_INSET
+from spinemorph.conventions import DEFORMITY_TYPES, GRADE_LIMITS, WALL_INSET, genant_grade
 from spinemorph.levels import level_code, level_name
 
 __all__ = [
@@ -24,13 +24,12 @@ __all__ = [
     "Heights",
     "deform",
     "deformed_heights",
-    "genant_grade",
     "profile",
 ]
 
-DEFORMITIES: tuple[str, ...] = ("wedge", "biconcave", "crush")
-#: Height reduction per Genant grade: [low, high).
-GENANT_BANDS: dict[int, tuple[float, float]] = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.80)}
+DEFORMITIES: tuple[str, ...] = DEFORMITY_TYPES
+#: Height reduction a requested deformity of each Genant grade may have (grade 3 stops at 80 %).
+GENANT_BANDS: dict[int, tuple[float, float]] = {1: GRADE_LIMITS[:2], 2: GRADE_LIMITS[1:], 3: (GRADE_LIMITS[2], 0.80)}
 # Sampled reductions stay clear of the band edges so that the ground-truth grade is unambiguous.
 _SAMPLING_BANDS: dict[int, tuple[float, float]] = {1: (0.21, 0.24), 2: (0.27, 0.38), 3: (0.42, 0.55)}
 _FRACTURABLE: tuple[str, ...] = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i}" for i in range(1, 6))
@@ -60,17 +59,9 @@ class Fracture:
         if self.grade not in GENANT_BANDS:
             raise ValueError(f"Genant grade must be 1, 2 or 3 for a deformity, not {self.grade}.")
         lo, hi = GENANT_BANDS[self.grade]
-        if not lo <= self.reduction < hi:
+        if genant_grade(self.reduction) != self.grade or self.reduction >= 0.80:
             raise ValueError(f"A grade {self.grade} deformity reduces height by {lo:.0%} to {hi:.0%}, "
                              f"not {self.reduction:.1%}.")
-
-
-def genant_grade(reduction: float) -> int:
-    """Return the Genant grade (0-3) of a height reduction given as a fraction."""
-    for grade in (3, 2, 1):
-        if reduction >= GENANT_BANDS[grade][0]:
-            return grade
-    return 0
 
 
 def parse_fracture(text: str, rng: np.random.Generator | None = None) -> Fracture:

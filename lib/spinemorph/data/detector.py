@@ -50,11 +50,15 @@ def expose(line: np.ndarray, pitch_mm: float, det: Detector, rng: np.random.Gene
     """Return the uint16 presentation image (bone bright, MONOCHROME2) of a line-integral image."""
     primary = np.exp(-line, dtype=np.float32)
     # Scatter, and the large-scale trend that presentation processing removes, are smooth: work them out on
-    # a coarse grid, then bring both to full size in one interpolation.
+    # a coarse grid, then bring both to full size in one interpolation. Scatter is the transmission of the
+    # blurred line integral (a geometric mean of the neighbourhood), so behind thick anatomy it stays a few
+    # times the primary, as behind a grid, instead of being swamped by bright lungs next door.
     k = max(int(round(4.0 / pitch_mm)), 1)
-    small = primary[::k, ::k]
-    scatter = det.scatter_to_primary * ndimage.gaussian_filter(small, sigma=40.0 / (pitch_mm * k), mode="nearest")
-    trend = ndimage.gaussian_filter(-np.log(small + scatter), sigma=25.0 / (pitch_mm * k), mode="nearest")
+    small_line = line[::k, ::k]
+    blurred = ndimage.gaussian_filter(small_line, sigma=40.0 / (pitch_mm * k), mode="nearest")
+    scatter = det.scatter_to_primary * np.exp(-blurred, dtype=np.float32)
+    trend = ndimage.gaussian_filter(-np.log(np.exp(-small_line) + scatter), sigma=25.0 / (pitch_mm * k),
+                                    mode="nearest")
     trend -= trend.mean()
     signal = upsample(scatter, k, line.shape)
     signal += primary

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinemorph.data.anatomy import SIMULATED_LEVELS, WALL_INSET, sample_patient
-from spinemorph.data.deformity import GENANT_BANDS, Fracture, genant_grade, sample_fractures
+from spinemorph.conventions import WALL_INSET, genant_grade, near_edge_codes
+from spinemorph.data.anatomy import SIMULATED_LEVELS, sample_patient
+from spinemorph.data.deformity import GENANT_BANDS, Fracture, sample_fractures
 from spinemorph.data.detector import expose, sample_detector
 from spinemorph.data.geometry import Projection
 from spinemorph.data.phantom import build_phantom
@@ -27,6 +28,7 @@ FIELDS_OF_VIEW: dict[str, tuple[str, str, float, float]] = {
     "lumbar": ("T12", "S1", 0.8, 1100.0),
     "thoracolumbar": ("T8", "L3", 0.65, 1150.0),
     "chest": ("T1", "L1", 1.0, 1800.0),
+    "spine": ("T1", "S1", 0.45, 1800.0),  # long-length whole-spine view: all 17 levels T1-L5
 }
 #: Named image heights in pixels; "full" draws 2000-3000 px, which puts the pitch near 0.1-0.2 mm.
 SIZES: dict[str, tuple[int, int] | int] = {"small": 256, "full": (2000, 3000)}
@@ -99,7 +101,7 @@ def simulate(seed: int, index: int = 0, config: SimConfig = SimConfig()) -> Simu
     if seed < 0 or index < 0:
         raise ValueError("seed and index must be non-negative integers.")
     rng = np.random.default_rng([seed, index])
-    fov = config.fov or str(rng.choice(list(FIELDS_OF_VIEW), p=[0.5, 0.25, 0.25]))
+    fov = config.fov or str(rng.choice(["lumbar", "thoracolumbar", "chest"], p=[0.5, 0.25, 0.25]))
     top, bottom, aspect, sdd = FIELDS_OF_VIEW[fov]
     facing = config.facing or str(rng.choice(["left", "right"]))
     patient = sample_patient(rng)
@@ -201,7 +203,7 @@ def _projected_reductions(phantom, found: list, proj: Projection, fractures) -> 
 def _truth(phantom, found: list, proj: Projection, labels: np.ndarray, fov, facing, bits, seed, index, patient,
            reductions: dict[str, float]) -> dict:
     h, w = proj.shape
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    border = near_edge_codes(labels)
     present = set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist())
     shown = _projected_reductions(phantom, found, proj, [b.fracture for b in phantom.bodies if b.fracture])
     vertebrae = []

@@ -15,7 +15,7 @@ from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rg
 __all__ = ["FORMATS", "case_id", "write_case", "write_preview", "label_dir", "truth_path"]
 
 FORMATS = ("dicom", "nifti")
-_BODY_PART = {"lumbar": "LSPINE", "thoracolumbar": "SPINE", "chest": "CHEST"}
+_BODY_PART = {"lumbar": "LSPINE", "thoracolumbar": "SPINE", "chest": "CHEST", "spine": "SPINE"}
 
 
 def case_id(prefix: str, *key) -> str:

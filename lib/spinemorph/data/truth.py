@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinemorph.data.anatomy import WALL_INSET
+from spinemorph.conventions import WALL_INSET
 from spinemorph.data.geometry import Projection
 from spinemorph.data.primitives import slab_chord
 
@@ -22,6 +22,7 @@ POINT_NAMES: tuple[str, ...] = (
     "inferior_anterior", "inferior_middle", "inferior_posterior",
 )
 _ITERATIONS = 16  # brackets are under 300 px: better than 1/200 px
+_WALL_LINES = 9  # lines across a body, at different heights, on which its walls are searched
 
 
 class _Owner:
@@ -63,8 +64,25 @@ def _boundary(owner: _Owner, start: np.ndarray, step: np.ndarray, idx: np.ndarra
     return np.where(found, (lo + hi) / 2, np.nan)
 
 
+def _run_middle(owner: _Owner, points: np.ndarray, axis: np.ndarray, idx: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Return, per query, the middle of body ``idx``'s run along ``axis`` through ``points`` (2, N), or NaN."""
+    offsets = np.linspace(-0.5, 0.5, 41)
+    samples = points[:, :, None] + axis[:, :, None] * (offsets[None, :] * reach[:, None])[None]
+    n = points.shape[1]
+    owned = owner(samples.reshape(2, -1), np.repeat(idx, offsets.size)).reshape(n, offsets.size)
+    first = np.argmax(owned, axis=1)
+    last = offsets.size - 1 - np.argmax(owned[:, ::-1], axis=1)
+    mid = offsets[(first + last) // 2] * reach
+    return np.where(owned.any(axis=1), points + axis * mid, np.nan)
+
+
 def six_points(bodies, proj: Projection) -> list[dict | None]:
-    """Return, per body, its projected centre, axis and six points in pixel (row, col), or None if unmeasurable."""
+    """Return, per body, its projected centre, axis and six points in pixel (row, col), or None if unmeasurable.
+
+    Walls are the body's furthest extents along the AP direction, searched on lines at several heights (on a
+    wedged body the line through the centre can leave through a collapsed endplate); the stations sit
+    ``WALL_INSET`` of the depth in from them, and each is searched from the middle of the body's run there.
+    """
     n = len(bodies)
     idx = np.arange(n)
     centre = np.concatenate([proj.project(b.outer.frame.center[:, None]) for b in bodies], axis=1)
@@ -78,13 +96,22 @@ def six_points(bodies, proj: Projection) -> list[dict | None]:
     reach_ax = np.array([b.baseline.hp for b in bodies]) * scale * 1.5
     owner = _Owner(bodies, proj)
 
-    walls = _boundary(owner, np.tile(centre, 2), np.concatenate([ap, -ap], axis=1), np.tile(idx, 2),
-                      np.tile(reach_ap, 2))
-    front_d, back_d = walls[:n], walls[n:]
+    heights = np.linspace(-0.45, 0.45, _WALL_LINES)
+    k = heights.size
+    starts = (centre[:, :, None] + axis[:, :, None] * (heights[None, :] * reach_ax[:, None] / 1.5)[None]).reshape(2, -1)
+    starts = _run_middle(owner, starts, np.repeat(ap, k, axis=1), np.repeat(idx, k), np.repeat(reach_ap, k))
+    both = _boundary(owner, np.concatenate([starts, starts], axis=1),
+                     np.concatenate([np.repeat(ap, k, axis=1), -np.repeat(ap, k, axis=1)], axis=1),
+                     np.tile(np.repeat(idx, k), 2), np.tile(np.repeat(reach_ap, k), 2))
+    # Distance of each wall from the centre's axis line, along ap (front) and -ap (back): the furthest line.
+    off = ((starts - np.repeat(centre, k, axis=1)) * np.repeat(ap, k, axis=1)).sum(axis=0)
+    front_d = np.nanmax((off + both[: n * k]).reshape(n, k), axis=1)
+    back_d = np.nanmax((-off + both[n * k:]).reshape(n, k), axis=1)
     depth = front_d + back_d
     offsets = [front_d - WALL_INSET * depth, (front_d - back_d) / 2, -(back_d - WALL_INSET * depth)]
     stations = np.concatenate([centre + ap * o for o in offsets], axis=1)  # anterior, middle, posterior
     ax3, idx3, reach3 = np.tile(axis, 3), np.tile(idx, 3), np.tile(reach_ax, 3)
+    stations = _run_middle(owner, stations, ax3, idx3, reach3)
     ends = _boundary(owner, np.tile(stations, 2), np.concatenate([-ax3, ax3], axis=1), np.tile(idx3, 2),
                      np.tile(reach3, 2))
     up, dn = ends[: 3 * n], ends[3 * n:]
