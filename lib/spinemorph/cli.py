@@ -35,6 +35,31 @@ def _drr(args: argparse.Namespace) -> None:
     print(f"Wrote {len(paths)} DRRs, body labels and truth to {args.out}")
 
 
+def _measure(args: argparse.Namespace) -> None:
+    from spinemorph.io import image_id, read_labelmap, read_radiograph
+    from spinemorph.measure import measure
+    from spinemorph.measure.report import write_outputs
+
+    labels, label_file = read_labelmap(args.labelmap)
+    image = read_radiograph(args.image) if args.image else None
+    if image is not None and image.shape != labels.shape:
+        raise ValueError(f"The image is {image.shape[0]}×{image.shape[1]} but the labelmap is "
+                         f"{labels.shape[0]}×{labels.shape[1]}: they must share one pixel grid.")
+    spacing, facing, source = args.spacing, args.facing, "argument"
+    for geometry, origin in ((image, "image"), (label_file, "labelmap file")):
+        if geometry is None:
+            continue
+        spacing = spacing or geometry.spacing_mm
+        if facing is None and geometry.facing:
+            facing, source = geometry.facing, ("PatientOrientation" if geometry.meta.get("format") == "dicom"
+                                               else origin)
+    result = measure(labels, spacing, facing, args.anchor, facing_source=source)
+    paths = write_outputs(result, args.out, image_id(args.labelmap), labels,
+                          None if image is None else image.pixels)
+    print(result.table())
+    print("Wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -92,6 +117,15 @@ def _parser() -> argparse.ArgumentParser:
     drr.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
     drr.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
     drr.set_defaults(run=_drr)
+
+    mea = sub.add_parser("measure", help="six-point morphometry, VCR and Genant grade of a labelmap")
+    mea.add_argument("labelmap", help="labelmap (NIfTI, PNG, ...) in VerSe codes or a 0/1 body mask")
+    mea.add_argument("--image", help="the radiograph, for its spacing and facing and as the overlay's background")
+    mea.add_argument("--spacing", nargs=2, type=float, metavar=("ROW", "COL"), help="pixel spacing in mm")
+    mea.add_argument("--facing", choices=["left", "right"], help="image side the patient's anterior is on")
+    mea.add_argument("--anchor", help="level of the lowest body of a binary mask, e.g. L5")
+    mea.add_argument("--out", required=True, help="folder for the JSON, CSV and PNG")
+    mea.set_defaults(run=_measure)
     return parser
 
 

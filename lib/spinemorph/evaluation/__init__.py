@@ -1,0 +1,1 @@
+"""Evaluation against ground truth: agreement statistics and morphometry errors."""

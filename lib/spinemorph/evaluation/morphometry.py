@@ -1,0 +1,85 @@
+"""Morphometry errors: a measured result against the simulator's truth JSON, pair by pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinemorph.evaluation.stats import bland_altman, cohen_kappa, pearson_r
+from spinemorph.measure.indices import grade_records, neighbours
+from spinemorph.measure.records import Morphometry, VertebraRecord
+
+__all__ = ["truth_records", "Pairs", "compare", "summarise"]
+
+
+def truth_records(truth: dict) -> list[VertebraRecord]:
+    """Return the truth's vertebrae as records, with VCR, indices and neighbours computed by measure's own rules.
+
+    The Genant grade and deformity type stay the simulator's own (the requested ones).
+    """
+    records = []
+    for v in sorted(truth["vertebrae"], key=lambda v: v.get("center_px", [0, 0])[0]):
+        rec = VertebraRecord(level=v["level"], code=v["code"])
+        if not v["truncated"] and "Ha_mm" in v:
+            for h in ("Ha", "Hm", "Hp"):
+                setattr(rec, f"{h}_mm", v[f"{h}_mm"])
+        records.append(rec)
+    grade_records(records, neighbours([r.code for r in records], [np.zeros(2)] * len(records)), "mm")
+    grades = {v["level"]: (v["genant_grade"], v["deformity"]) for v in truth["vertebrae"]}
+    for rec in records:
+        rec.genant_grade, rec.deformity = grades[rec.level] if rec.Ha_mm is not None else (None, None)
+    return records
+
+
+@dataclass
+class Pairs:
+    """Truth and measured values, paired vertebra by vertebra across images."""
+
+    heights: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {"Ha": [], "Hm": [], "Hp": []})
+    vcr: list[tuple[float, float]] = field(default_factory=list)
+    grade: list[tuple[int, int]] = field(default_factory=list)
+    kind: list[tuple[str, str]] = field(default_factory=list)
+    missed: int = 0
+
+
+def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pairs:
+    """Add the pairs of one image to ``pairs`` (a new Pairs if None) and return it."""
+    pairs = pairs or Pairs()
+    measured = result.by_level()
+    for t in truth_records(truth):
+        if t.Ha_mm is None:
+            continue
+        m = measured.get(t.level)
+        if m is None or m.Ha_mm is None:
+            pairs.missed += 1
+            continue
+        for h in pairs.heights:
+            pairs.heights[h].append((t.height(h, "mm"), m.height(h, "mm")))
+        if t.vcr_percent is not None and m.vcr_percent is not None:
+            pairs.vcr.append((t.vcr_percent, m.vcr_percent))
+        pairs.grade.append((t.genant_grade, m.genant_grade))
+        pairs.kind.append((t.deformity, m.deformity))
+    return pairs
+
+
+def summarise(pairs: Pairs) -> dict[str, float]:
+    """Return height MAE (mm), VCR MAE (points), VCR r, Bland-Altman limits, Genant kappa and type agreement."""
+    out = {}
+    heights = [np.asarray(v, float) for v in pairs.heights.values() if v]
+    all_h = np.concatenate(heights) if heights else np.zeros((0, 2))
+    out["height_mae_mm"] = float(np.abs(all_h[:, 1] - all_h[:, 0]).mean()) if len(all_h) else float("nan")
+    for h, v in pairs.heights.items():
+        v = np.asarray(v, float)
+        out[f"{h}_mae_mm"] = float(np.abs(v[:, 1] - v[:, 0]).mean()) if len(v) else float("nan")
+    vcr = np.asarray(pairs.vcr, float).reshape(-1, 2)
+    out["vcr_mae_points"] = float(np.abs(vcr[:, 1] - vcr[:, 0]).mean()) if len(vcr) else float("nan")
+    out["vcr_r"] = pearson_r(vcr[:, 0], vcr[:, 1])
+    ba = bland_altman(vcr[:, 1], vcr[:, 0]) if len(vcr) > 1 else {"mean": float("nan"), "lower": float("nan"),
+                                                                   "upper": float("nan")}
+    out.update({"vcr_bias": ba["mean"], "vcr_loa_lower": ba["lower"], "vcr_loa_upper": ba["upper"]})
+    g = np.asarray(pairs.grade).reshape(-1, 2)
+    out["genant_kappa"] = cohen_kappa(g[:, 0], g[:, 1], categories=[0, 1, 2, 3]) if len(g) else float("nan")
+    out["type_agreement"] = float(np.mean([a == b for a, b in pairs.kind])) if pairs.kind else float("nan")
+    out["vertebrae"], out["missed"] = float(len(g)), float(pairs.missed)
+    return out

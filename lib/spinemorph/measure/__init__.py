@@ -1,0 +1,11 @@
+"""Six-point vertebral morphometry, VCR and Genant grade from 2D labelmaps: pure numpy/scipy.
+
+This package imports no Slicer, Qt, torch or MONAI, so 3D Slicer's Python can use it as it is.
+"""
+
+from __future__ import annotations
+
+from spinemorph.measure.core import measure, measure_radiograph
+from spinemorph.measure.records import TABLE_COLUMNS, Morphometry, VertebraRecord
+
+__all__ = ["measure", "measure_radiograph", "Morphometry", "VertebraRecord", "TABLE_COLUMNS"]

@@ -1,0 +1,126 @@
+"""``measure``: six-point morphometry, VCR and Genant grade of every vertebral body in a labelmap."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from spinemorph.conventions import EDGE_MARGIN_PX
+from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
+from spinemorph.measure.facing import infer_facing
+from spinemorph.measure.geometry import initial_axes, locate_all
+from spinemorph.measure.indices import grade_records, neighbours
+from spinemorph.measure.records import Morphometry, VertebraRecord
+
+__all__ = ["measure", "measure_radiograph"]
+
+log = logging.getLogger(__name__)
+_SIDES = {"anterior": {"left": "left", "right": "right"}, "posterior": {"left": "right", "right": "left"}}
+
+
+def _checked_spacing(spacing) -> tuple[float, float] | None:
+    if spacing is None:
+        return None
+    try:
+        row, col = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be two numbers (row, column) in mm, not {spacing!r}.") from None
+    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
+        raise ValueError(f"spacing must be two positive finite numbers in mm, not {spacing!r}.")
+    return row, col
+
+
+def _touches_edge(body: Body, shape: tuple[int, int]) -> bool:
+    """Return True if the body comes within EDGE_MARGIN_PX of the image edge: the edge may have cut it.
+
+    A margin, not mere contact: a segmentation that stops a pixel short of the edge has still lost the part
+    of the body beyond it.
+    """
+    rows, cols = np.nonzero(body.mask)
+    r, c = rows + body.origin[0], cols + body.origin[1]
+    m = EDGE_MARGIN_PX
+    return bool(r.min() < m or c.min() < m or r.max() > shape[0] - 1 - m or c.max() > shape[1] - 1 - m)
+
+
+def measure(labels, spacing=None, facing: str | None = None, anchor: str | None = None,
+            binary: bool | None = None, facing_source: str = "argument") -> Morphometry:
+    """Return the morphometry of every vertebral body in a 2D labelmap.
+
+    Args:
+        labels: H×W (or H×W×1) array of VerSe level codes, or a 0/1 body mask.
+        spacing: (row, column) pixel spacing in mm; None keeps heights in pixels (flag ``no_spacing``).
+        facing: "left" or "right", the image side the patient's anterior is on; None infers it.
+        anchor: the level of the lowest body of a binary mask (e.g. "L5"); bodies are V1..Vn without it.
+        binary: force reading value 1 as a body mask (True) or as C1 (False); None decides from the values.
+        facing_source: where ``facing`` came from, for the record ("argument", "PatientOrientation", ...).
+
+    Example::
+
+        result = measure(labelmap, spacing=(0.15, 0.15), facing="left")
+        result.by_level()["L1"].vcr_percent
+    """
+    if facing not in (None, "left", "right"):
+        raise ValueError(f"facing must be 'left', 'right' or None, not {facing!r}.")
+    arr = checked_labelmap(labels)
+    spacing = _checked_spacing(spacing)
+    bodies, flags = find_bodies(arr, binary, anchor)
+    if spacing is None:
+        flags.append("no_spacing")
+    if not bodies:
+        log.warning("The labelmap holds no vertebral body.")
+        return Morphometry([], facing, facing_source if facing else "none", spacing, flags + ["empty_labelmap"])
+    if len(bodies) == 1:
+        flags.append("single_vertebra")
+    scale = np.asarray(spacing or (1.0, 1.0), float)
+    centroids = [b.centroid for b in bodies]
+    index_map = np.zeros(arr.shape, np.uint16 if len(bodies) > 254 else np.uint8)
+    for i, b in enumerate(bodies):
+        h, w = b.mask.shape
+        index_map[b.origin[0]:b.origin[0] + h, b.origin[1]:b.origin[1] + w][b.mask] = i + 1
+    reach = np.array([np.array(b.mask.shape) * scale for b in bodies])
+    geos = locate_all(index_map, np.array(centroids), initial_axes(centroids, scale), scale, reach)
+    truncated = [_touches_edge(b, arr.shape) for b in bodies]
+    usable = [g is not None and not t for g, t in zip(geos, truncated, strict=True)]
+    confidence = None
+    if facing is None:
+        idx = [i for i, ok in enumerate(usable) if ok]
+        facing, confidence = infer_facing([bodies[i].code for i in idx], [centroids[i] for i in idx],
+                                          [geos[i].heights_mm["left"] for i in idx],
+                                          [geos[i].heights_mm["right"] for i in idx], scale, spacing is not None)
+        facing_source = "inferred"
+        flags.append("facing_inferred")
+    records = [_record(b, g, ok, t, facing, scale, spacing) for b, g, ok, t in zip(bodies, geos, usable, truncated,
+                                                                                   strict=True)]
+    grade_records(records, neighbours([b.code for b in bodies], centroids), "mm" if spacing else "px")
+    return Morphometry(records, facing, facing_source, spacing, flags, confidence)
+
+
+def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, spacing) -> VertebraRecord:
+    rec = VertebraRecord(level=body.name, code=body.code, flags=list(body.flags))
+    rec.center_px = [round(float(v), 3) for v in body.centroid]
+    if truncated:
+        rec.flags.append("truncated")
+        return rec
+    if not usable:
+        rec.flags.append("unmeasurable")
+        return rec
+    if spacing is None:
+        rec.flags.append("no_spacing")
+    sides = {"anterior": _SIDES["anterior"][facing], "middle": "middle", "posterior": _SIDES["posterior"][facing]}
+    for h, station in (("Ha", "anterior"), ("Hm", "middle"), ("Hp", "posterior")):
+        top, bottom = geo.points[f"superior_{sides[station]}"], geo.points[f"inferior_{sides[station]}"]
+        rec.points[f"superior_{station}"] = [round(float(v), 4) for v in top]
+        rec.points[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
+        setattr(rec, f"{h}_px", float(np.linalg.norm(top - bottom)))
+        if spacing is not None:
+            setattr(rec, f"{h}_mm", float(np.linalg.norm((top - bottom) * scale)))
+    if spacing is not None:
+        rec.points_mm = {k: [round(v[0] * scale[0], 4), round(v[1] * scale[1], 4)] for k, v in rec.points.items()}
+    return rec
+
+
+def measure_radiograph(labels, image, anchor: str | None = None, facing: str | None = None) -> Morphometry:
+    """Return the morphometry of ``labels`` using a ``spinemorph.io.Radiograph``'s spacing and facing."""
+    source = "argument" if facing else ("PatientOrientation" if image.meta.get("format") == "dicom" else "file")
+    return measure(labels, image.spacing_mm, facing or image.facing, anchor, facing_source=source)

@@ -1,0 +1,34 @@
+"""Write a morphometry result next to its picture: JSON, CSV and a PNG of the six points and heights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from spinemorph.measure.records import Morphometry
+from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
+
+__all__ = ["write_outputs", "overlay_picture"]
+
+
+def overlay_picture(result: Morphometry, labels: np.ndarray, image: np.ndarray | None = None):
+    """Return a PIL picture: the image (or the labelmap) with labels, six points and height lines by grade."""
+    labels = np.asarray(labels)
+    base = image if image is not None else (labels > 0).astype(np.float32)
+    pic = to_rgb(base, fit_height(labels.shape))
+    pic = draw_labels(pic, labels, alpha=0.25)
+    return draw_measurements(pic, [asdict(r) for r in result.vertebrae], labels.shape)
+
+
+def write_outputs(result: Morphometry, out_dir: str | Path, stem: str, labels: np.ndarray,
+                  image: np.ndarray | None = None) -> dict[str, Path]:
+    """Write ``stem``.morphometry.json / .csv / .png into ``out_dir`` and return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / f"{stem}.morphometry.{k}" for k in ("json", "csv", "png")}
+    result.write_json(paths["json"])
+    result.write_csv(paths["csv"])
+    overlay_picture(result, labels, image).save(paths["png"])
+    return paths

@@ -1,0 +1,69 @@
+"""Writers, the command line, and the promise that measurement needs no Slicer, Qt, torch or MONAI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spinemorph.data.dataset import simulate_studies
+from spinemorph.data.simulate import SimConfig
+from spinemorph.io import write_nifti
+from spinemorph.measure import TABLE_COLUMNS, measure
+
+
+def test_json_and_csv_hold_the_records(tmp_path):
+    labels = np.zeros((120, 90), np.uint8)
+    for i, code in enumerate((19, 20, 21)):
+        labels[10 + i * 36:40 + i * 36, 20:70] = code
+    result = measure(labels, spacing=(0.2, 0.2), facing="right")
+    result.write_json(tmp_path / "m.json")
+    result.write_csv(tmp_path / "m.csv")
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert data["units"] == "mm" and data["facing"] == "right" and data["facing_source"] == "argument"
+    rec = data["vertebrae"][1]
+    for key in ("level", "Ha_mm", "Hm_mm", "Hp_mm", "wedge", "biconcave", "crush", "vcr_percent", "genant_grade",
+                "deformity", "points", "points_mm", "flags"):
+        assert key in rec
+    assert set(rec["points"]) == {f"{e}_{s}" for e in ("superior", "inferior")
+                                  for s in ("anterior", "middle", "posterior")}
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert [r["level"] for r in rows] == ["T12", "L1", "L2"]
+    assert len(rows[0]) == len(TABLE_COLUMNS) and float(rows[1]["Ha_mm"]) == pytest.approx(6.0, abs=0.01)
+
+
+def test_measure_command_end_to_end(tmp_path):
+    studies = tmp_path / "s"
+    (image,) = simulate_studies(1, 5, studies, SimConfig(fov="lumbar", size=256), progress=False)
+    cid = image.name[:-4]
+    done = subprocess.run([sys.executable, "-m", "spinemorph.cli", "measure",
+                           str(studies / "labels" / "final" / f"{cid}.nii.gz"), "--image", str(image),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "facing" in done.stdout and "L3" in done.stdout
+    data = json.loads((tmp_path / "out" / f"{cid}.morphometry.json").read_text())
+    assert data["facing_source"] == "PatientOrientation" and data["units"] == "mm"
+    assert (tmp_path / "out" / f"{cid}.morphometry.png").stat().st_size > 20_000
+
+
+def test_measure_command_rejects_a_mismatched_image(tmp_path):
+    studies = tmp_path / "s"
+    (image,) = simulate_studies(1, 6, studies, SimConfig(size=256), progress=False)
+    labels = np.zeros((100, 80), np.uint8)
+    labels[20:50, 10:60] = 20
+    write_nifti(tmp_path / "small.nii.gz", labels, np.eye(4))
+    done = subprocess.run([sys.executable, "-m", "spinemorph.cli", "measure", str(tmp_path / "small.nii.gz"),
+                           "--image", str(image), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert done.returncode == 2 and "pixel grid" in done.stderr
+
+
+def test_measurement_imports_no_slicer_qt_torch_or_monai():
+    code = ("import sys, spinemorph.measure, spinemorph.io, spinemorph.overlay; "
+            "bad = [m for m in ('torch', 'monai', 'slicer', 'qt', 'PyQt5', 'PySide2', 'vtk', 'itk', 'skimage') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
