@@ -8,10 +8,24 @@ from spinemorph.conventions import genant_grade
 from spinemorph.levels import ANATOMICAL_ORDER, level_code
 from spinemorph.measure.records import VertebraRecord
 
-__all__ = ["neighbours", "grade_records"]
+__all__ = ["neighbours", "grade_records", "missing_after"]
 
 _TRANSITIONAL = (level_code("T13"), level_code("L6"))
-_GAP = 1.7  # centroids farther apart than this many typical spacings are not neighbours: a body is missing
+_GAP = 1.6  # a centroid gap this many times its neighbouring gaps means a body is missing
+
+
+def missing_after(distances) -> np.ndarray:
+    """Return, per gap between consecutive bodies, whether a body seems missing there.
+
+    A gap is compared with its neighbouring gaps, not with a global median: spacing grows caudally (T1-T2 is
+    about half of L4-L5), and with three bodies a median is itself one of the gaps.
+    """
+    d = np.asarray(distances, float)
+    if d.size < 2:
+        return np.zeros(d.size, bool)
+    before = np.concatenate([[np.inf], d[:-1]])
+    after = np.concatenate([d[1:], [np.inf]])
+    return d > _GAP * np.minimum(before, after)
 
 
 def neighbours(codes: list[int | None], centroids: list[np.ndarray]) -> list[tuple[int | None, int | None]]:
@@ -32,8 +46,7 @@ def neighbours(codes: list[int | None], centroids: list[np.ndarray]) -> list[tup
             out.append((up, down))
         return out
     gaps = [float(np.linalg.norm(centroids[i + 1] - centroids[i])) for i in range(n - 1)]
-    typical = float(np.median(gaps)) if gaps else 0.0
-    joined = [g <= _GAP * typical for g in gaps]
+    joined = list(~missing_after(gaps))
     return [(i - 1 if i > 0 and joined[i - 1] else None, i + 1 if i < n - 1 and joined[i] else None)
             for i in range(n)]
 
