@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinemorph.evaluation.segmentation import binary_metrics, level_metrics, roc_pr_auc
+from spinemorph.evaluation.stats import bland_altman, cohen_kappa, pearson_r
+
+
+def test_binary_metrics_on_hand_made_masks():
+    truth = np.zeros((10, 10), bool)
+    truth[2:6, 2:6] = True  # 16 px
+    pred = np.zeros((10, 10), bool)
+    pred[2:6, 4:8] = True  # 16 px, 8 overlap
+    m = binary_metrics(pred, truth)
+    assert m["dsc"] == pytest.approx(0.5) and m["iou"] == pytest.approx(8 / 24)
+    assert m["sensitivity"] == pytest.approx(0.5) and m["specificity"] == pytest.approx(76 / 84)
+    assert m["accuracy"] == pytest.approx(84 / 100)
+
+
+def test_auc_of_perfect_random_and_reversed_scores():
+    rng = np.random.default_rng(0)
+    truth = rng.random(5000) > 0.7
+    assert roc_pr_auc(truth.astype(float), truth) == (1.0, 1.0)
+    roc, ap = roc_pr_auc(rng.random(5000), truth)
+    assert roc == pytest.approx(0.5, abs=0.03) and ap == pytest.approx(truth.mean(), abs=0.03)
+    assert roc_pr_auc(1.0 - truth, truth)[0] == pytest.approx(0.0)
+
+
+def test_level_identification_counts_the_majority_label_over_each_true_body():
+    truth = np.zeros((10, 10), np.uint8)
+    truth[0:3] = 20
+    truth[5:8] = 21
+    pred = truth.copy()
+    pred[5:8] = 22  # right place, wrong name
+    m = level_metrics(pred, truth)
+    assert m["identified"] == 0.5 and m["dice"][20] == 1.0 and m["dice"][21] == 0.0
+
+
+def test_agreement_statistics():
+    assert cohen_kappa([0, 1, 2, 3], [0, 1, 2, 3]) == 1.0
+    assert cohen_kappa([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.0)
+    assert cohen_kappa([0, 0, 0, 1], [0, 0, 1, 1]) == pytest.approx(0.5)
+    assert pearson_r([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    ba = bland_altman([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    assert ba["mean"] == 1.0 and ba["lower"] == ba["upper"] == 1.0

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+
+from spinemorph.postprocess import clean_binary, consistent_levels
+
+
+def column(codes, height=20, gap=6, width=30):
+    labels = np.zeros((len(codes) * (height + gap) + gap, width + 10), np.uint8)
+    for i, code in enumerate(codes):
+        top = gap + i * (height + gap)
+        labels[top:top + height, 5:5 + width] = code
+    return labels
+
+
+def test_clean_binary_drops_debris_and_fills_holes():
+    mask = (column([1, 1, 1]) > 0).astype(np.uint8)
+    mask[10:13, 15:18] = 0  # hole
+    mask[0:2, 0:2] = 1  # debris
+    out = clean_binary(mask)
+    assert out[11, 16] == 1 and out[0, 0] == 0 and out.sum() == 3 * 20 * 30
+
+
+def test_levels_become_consecutive_and_follow_the_majority():
+    truth = column([19, 20, 21, 22, 23])
+    said = truth.copy()
+    said[truth == 21] = 23  # one body misnamed
+    assert np.array_equal(consistent_levels(said), truth)
+    shifted = column([20, 21, 22, 22, 24])  # off by one at the top, a duplicate in the middle
+    assert np.unique(consistent_levels(shifted)).tolist() == [0, 20, 21, 22, 23, 24]
+
+
+def test_one_component_per_level_and_a_missing_body_leaves_a_gap():
+    truth = column([19, 20, 21, 22])
+    split = truth.copy()
+    split[6:26, 20] = 0  # T12 cut in two: it keeps its largest piece
+    out = consistent_levels(split)
+    from scipy import ndimage
+    assert ndimage.label(out == 19)[1] == 1
+    gap = truth.copy()
+    gap[truth == 21] = 0
+    assert np.unique(consistent_levels(gap)).tolist() == [0, 19, 20, 22]
+
+
+def test_an_empty_prediction_stays_empty():
+    assert not consistent_levels(np.zeros((20, 20), np.uint8)).any()
