@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -58,6 +61,37 @@ def _measure(args: argparse.Namespace) -> None:
                           None if image is None else image.pixels)
     print(result.table())
     print("Wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from spinemorph.training import TrainConfig, find_cases, train
+
+    args.loss = args.loss or ("dicece" if args.head == "levels" else "dice")
+    kwargs = {"features": tuple(args.features), "dropout": args.dropout}
+    config = TrainConfig(out=args.out, network=args.network, head=args.head, kwargs=kwargs, loss=args.loss,
+                         size=args.size, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                         val_fraction=args.val_fraction, seed=args.seed, workers=args.workers, resume=args.resume,
+                         init=args.init, max_steps=args.max_steps, time_budget_s=args.minutes * 60.0)
+    summary = train(config, find_cases(*args.studies))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(json.dumps(summary, indent=1))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from spinemorph.evaluation.run import evaluate
+    from spinemorph.inference import load_model
+    from spinemorph.training import find_cases, split_cases
+
+    net, spec = load_model(args.model)
+    cases = find_cases(*args.studies)
+    if args.split == "val":
+        cases = split_cases(cases, args.val_fraction, args.seed)[1]
+    summary = evaluate(net, spec, cases).summary()
+    text = json.dumps(summary, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
 
 
 def _positive_int(text: str) -> int:
@@ -126,6 +160,37 @@ def _parser() -> argparse.ArgumentParser:
     mea.add_argument("--anchor", help="level of the lowest body of a binary mask, e.g. L5")
     mea.add_argument("--out", required=True, help="folder for the JSON, CSV and PNG")
     mea.set_defaults(run=_measure)
+
+    tra = sub.add_parser("train", help="train a segmentation network on studies folders")
+    tra.add_argument("studies", nargs="+", help="studies folders with labels/final/")
+    tra.add_argument("--out", required=True, help="run folder: model.pt, last.pt, log.csv, tb/")
+    tra.add_argument("--network", choices=["mdr2unet", "r2unet", "unet"], default="mdr2unet")
+    tra.add_argument("--head", choices=["levels", "binary"], default="levels")
+    tra.add_argument("--loss", choices=["dice", "dicebce", "dicece"], default=None,
+                     help="default: dicece for levels, dice for binary")
+    tra.add_argument("--features", nargs=5, type=int, default=[16, 32, 64, 128, 256])
+    tra.add_argument("--dropout", type=float, default=0.1)
+    tra.add_argument("--size", type=int, default=256, help="padded square side (the paper: 512)")
+    tra.add_argument("--epochs", type=_positive_int, default=30)
+    tra.add_argument("--batch", type=_positive_int, default=8)
+    tra.add_argument("--lr", type=float, default=1e-3)
+    tra.add_argument("--val-fraction", type=float, default=0.2)
+    tra.add_argument("--seed", type=_non_negative_int, default=0)
+    tra.add_argument("--workers", type=_non_negative_int, default=0)
+    tra.add_argument("--init", help="start from these weights (model.pt or a bundle folder)")
+    tra.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tra.add_argument("--max-steps", type=_non_negative_int, default=0)
+    tra.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
+    tra.set_defaults(run=_train)
+
+    eva = sub.add_parser("evaluate", help="evaluate a model on studies folders")
+    eva.add_argument("studies", nargs="+")
+    eva.add_argument("--model", required=True, help="model.pt or a bundle folder")
+    eva.add_argument("--split", choices=["all", "val"], default="all", help="val: only the held-out cases")
+    eva.add_argument("--val-fraction", type=float, default=0.2)
+    eva.add_argument("--seed", type=_non_negative_int, default=0)
+    eva.add_argument("--out", help="write the summary JSON here")
+    eva.set_defaults(run=_evaluate)
     return parser
 
 
