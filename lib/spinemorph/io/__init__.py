@@ -8,12 +8,18 @@ import numpy as np
 
 from spinemorph.io.dicom import read_dicom, write_dx
 from spinemorph.io.nifti import read_nifti, sagittal_affine, write_nifti
-from spinemorph.io.radiograph import InvalidImageError, Radiograph, display_affine, facing_from_orientation
+from spinemorph.io.radiograph import (
+    InvalidImageError,
+    Radiograph,
+    UnreadableImageError,
+    display_affine,
+    facing_from_orientation,
+)
 from spinemorph.io.raster import read_raster, write_png
 
 __all__ = [
-    "Radiograph", "InvalidImageError", "read_radiograph", "write_labelmap", "read_labelmap", "write_dx",
-    "write_nifti", "write_png", "sagittal_affine", "display_affine", "facing_from_orientation", "image_id",
+    "Radiograph", "InvalidImageError", "UnreadableImageError", "read_radiograph", "write_labelmap", "read_labelmap",
+    "write_dx", "write_nifti", "write_png", "sagittal_affine", "display_affine", "facing_from_orientation", "image_id",
 ]
 
 _RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -42,7 +48,7 @@ def read_radiograph(path: str | Path) -> Radiograph:
         head = fh.read(132)
     if name.endswith(".dcm") or head[128:132] == b"DICM":
         return read_dicom(path)
-    raise InvalidImageError(f"{path.name}: unknown image format (use DICOM, NIfTI, PNG, JPEG or TIFF).")
+    raise UnreadableImageError(f"{path.name}: unknown image format (use DICOM, NIfTI, PNG, JPEG or TIFF).")
 
 
 def write_labelmap(path: str | Path, labels: np.ndarray, image: Radiograph) -> None:

@@ -17,6 +17,7 @@ from pydicom.valuerep import DSfloat
 from spinemorph.io.radiograph import (
     InvalidImageError,
     Radiograph,
+    UnreadableImageError,
     checked_spacing,
     display_affine,
     facing_from_orientation,
@@ -40,7 +41,7 @@ def read_dicom(path: str | Path) -> Radiograph:
     try:
         ds = pydicom.dcmread(str(path))
     except Exception as err:  # pydicom raises many types for non-DICOM input
-        raise InvalidImageError(f"{Path(path).name} is not a readable DICOM file: {err}") from None
+        raise UnreadableImageError(f"{Path(path).name} is not a readable DICOM file: {err}") from None
     if "PixelData" not in ds:
         raise InvalidImageError(f"{Path(path).name} holds no pixel data.")
     if int(getattr(ds, "SamplesPerPixel", 1)) != 1:

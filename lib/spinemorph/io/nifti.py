@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from spinemorph.io.radiograph import InvalidImageError, Radiograph
+from spinemorph.io.radiograph import InvalidImageError, Radiograph, UnreadableImageError
 
 __all__ = ["read_nifti", "write_nifti", "sagittal_affine"]
 
@@ -44,7 +44,9 @@ def read_nifti(path: str | Path) -> Radiograph:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as err:
-        raise InvalidImageError(f"{Path(path).name} is not a readable NIfTI file: {err}") from None
+        raise UnreadableImageError(f"{Path(path).name} is not a readable NIfTI file: {err}") from None
+    if data.size == 0:
+        raise InvalidImageError(f"{Path(path).name} is empty (shape {img.shape}).")
     while data.ndim > 2 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 2:

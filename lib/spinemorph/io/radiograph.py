@@ -6,11 +6,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Radiograph", "InvalidImageError", "facing_from_orientation", "display_affine", "checked_spacing"]
+__all__ = [
+    "Radiograph", "InvalidImageError", "UnreadableImageError", "facing_from_orientation", "display_affine",
+    "checked_spacing",
+]
 
 
 class InvalidImageError(ValueError):
     """Raised when a file is not a single-plane grayscale radiograph SpineMorph can read."""
+
+
+class UnreadableImageError(InvalidImageError):
+    """Raised when a file is not an image at all, or in a format SpineMorph does not read."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spinemorph.io.radiograph import InvalidImageError, Radiograph, display_affine
+from spinemorph.io.radiograph import InvalidImageError, Radiograph, UnreadableImageError, display_affine
 
 __all__ = ["read_raster", "write_png"]
 
@@ -21,9 +21,9 @@ def read_raster(path: str | Path) -> Radiograph:
                 raise InvalidImageError(f"{Path(path).name} has {im.n_frames} frames; SpineMorph needs one plane.")
             data = np.array(im)
     except UnidentifiedImageError:
-        raise InvalidImageError(f"{Path(path).name} is not an image file SpineMorph can read.") from None
+        raise UnreadableImageError(f"{Path(path).name} is not an image file SpineMorph can read.") from None
     except OSError as err:
-        raise InvalidImageError(f"{Path(path).name} cannot be read: {err}") from None
+        raise UnreadableImageError(f"{Path(path).name} cannot be read: {err}") from None
     if data.ndim == 3:
         channels = data[..., :3]
         grey = np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(channels[..., 0], channels[..., 2])
