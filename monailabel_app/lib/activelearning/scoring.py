@@ -1,0 +1,93 @@
+"""Scoring: Dice between the model's and the annotator's labels, and MC-dropout epistemic uncertainty."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from monailabel.interfaces.datastore import DefaultLabelTag
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+
+from lib.configs.segmentation import SegmentationConfig
+from spinemorph.io import read_labelmap, read_radiograph
+from spinemorph.networks import mc_dropout
+from spinemorph.transforms import preprocess
+
+__all__ = ["LevelDice", "EpistemicScore", "mean_dice"]
+
+log = logging.getLogger(__name__)
+
+
+def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Return the mean Dice over the levels present in either labelmap (1.0 when both are empty)."""
+    levels = [int(v) for v in np.union1d(np.unique(a), np.unique(b)) if v]
+    if not levels:
+        return 1.0
+    return float(np.mean([2 * ((a == v) & (b == v)).sum() / max(int((a == v).sum() + (b == v).sum()), 1)
+                          for v in levels]))
+
+
+class LevelDice(ScoringMethod):
+    """Mean per-level Dice of the final label against the model's original one: the plugin's accuracy bar."""
+
+    def __init__(self) -> None:
+        super().__init__("Mean per-level Dice of the submitted label against the model's")
+
+    def __call__(self, request, datastore):
+        result = {}
+        for image_id in datastore.list_images():
+            final = datastore.get_label_by_image_id(image_id, DefaultLabelTag.FINAL)
+            original = datastore.get_label_by_image_id(image_id, DefaultLabelTag.ORIGINAL)
+            if not (final and original):
+                continue
+            a, _ = read_labelmap(datastore.get_label_uri(final, DefaultLabelTag.FINAL))
+            b, _ = read_labelmap(datastore.get_label_uri(original, DefaultLabelTag.ORIGINAL))
+            if a.shape != b.shape:
+                continue
+            result[image_id] = mean_dice(a, b)
+            datastore.update_image_info(image_id, {"dice": result[image_id]})
+        return result
+
+
+class EpistemicScore(ScoringMethod):
+    """Entropy of the mean of N MC-dropout predictions per unlabelled image, normalised to [0, 1].
+
+    The epistemic strategy then serves the image the model is least sure of.
+    """
+
+    def __init__(self, config: SegmentationConfig, passes: int = 8) -> None:
+        super().__init__(f"Epistemic uncertainty of {config.name}: entropy over {passes} MC-dropout passes")
+        self.cfg, self.passes = config, passes
+
+    @torch.no_grad()
+    def score(self, pixels: np.ndarray, device: str = "cpu") -> float:
+        """Return the normalised predictive entropy of one radiograph."""
+        net, spec = self.cfg.model(device)
+        x, _ = preprocess(pixels, spec.preprocessing)
+        x = x[None].to(device)
+        with mc_dropout(net):
+            if spec.head == "binary":
+                probs = torch.stack([torch.sigmoid(net(x)) for _ in range(self.passes)]).mean(0)
+                probs = torch.cat([1 - probs, probs], dim=1)
+            else:
+                probs = torch.stack([torch.softmax(net(x), dim=1) for _ in range(self.passes)]).mean(0)
+        entropy = -(probs * torch.log(probs.clamp_min(1e-8))).sum(1) / np.log(probs.shape[1])
+        return float(entropy.mean())
+
+    def __call__(self, request, datastore):
+        device = SegmentationConfig.device(request.get("device"))
+        weights = self.cfg.weights()
+        stamp = weights.stat().st_mtime if weights is not None else 0
+        result = {}
+        for image_id in datastore.get_unlabeled_images():
+            info = datastore.get_image_info(image_id)
+            if info.get("epistemic_model_ts") == stamp:
+                continue  # already scored by this model
+            pixels = read_radiograph(datastore.get_image_uri(image_id)).pixels
+            result[image_id] = self.score(pixels, device)
+            datastore.update_image_info(image_id, {"epistemic_entropy": result[image_id], "epistemic_model_ts": stamp,
+                                                   "epistemic_ts": int(time.time())})
+        log.info("Epistemic scores: %s", result)
+        return result

@@ -1,0 +1,70 @@
+"""One model's configuration: where its weights come from and where training publishes them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spinemorph.inference import load_model
+from spinemorph.levels import level_name
+from spinemorph.networks import LEVEL_CLASSES
+
+__all__ = ["SegmentationConfig"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentationConfig:
+    """A served model.
+
+    ``published`` is where training writes and inference reads first; ``initial`` is the shipped bundle (or
+    weights given with ``--conf <name>_weights PATH``), used until training publishes.
+    """
+
+    name: str
+    network: str
+    head: str
+    published: Path
+    initial: Path | None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: tuple[float, str, object, object] | None = None
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Return the label names and values this model writes."""
+        if self.head == "binary":
+            return {"vertebral body": 1}
+        return {level_name(c): c for c in LEVEL_CLASSES[1:]}
+
+    def weights(self) -> Path | None:
+        """Return the weights to serve: the published model when there is one, else the initial ones."""
+        if self.published.is_file():
+            return self.published
+        return self.initial if self.initial is not None and self.initial.exists() else None
+
+    def model(self, device: str):
+        """Return (network, spec), reloaded whenever the weights file changes, so a published model serves next."""
+        path = self.weights()
+        if path is None:
+            raise FileNotFoundError(f"Model {self.name} has no weights yet: train it or ship a bundle.")
+        stamp = (path / "models" / "model.pt" if path.is_dir() else path).stat().st_mtime
+        with self._lock:
+            if self._cache is None or self._cache[:2] != (stamp, f"{path}:{device}"):
+                net, spec = load_model(path, device)
+                log.info("Loaded %s from %s on %s", self.name, path, device)
+                self._cache = (stamp, f"{path}:{device}", net, spec)
+            return self._cache[2], self._cache[3]
+
+    @staticmethod
+    def device(requested: str | None = None) -> str:
+        """Return the requested device, else CUDA when present, else CPU."""
+        if requested and requested != "cuda":
+            return requested
+        return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,83 @@
+"""SpineMorph's MONAI Label app: vertebra segmentation and morphometry for lateral radiographs.
+
+    monailabel start_server --app monailabel_app --studies DIR [--conf models all] [--conf model_dir DIR]
+
+Conf keys: ``models`` (comma list or "all"), ``model_dir`` (where training publishes; default
+monailabel_app/model), ``sample_apps`` (the bundles' folder), ``<model>_weights`` (start a model from other
+weights), ``epistemic_passes`` (MC-dropout passes, default 8), ``modalities`` (DICOMweb, default CR,DX,RG,DR).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.tasks.activelearning.epistemic import Epistemic
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+import spinemorph
+from lib.activelearning.scoring import EpistemicScore, LevelDice
+from lib.configs import CONFIGS, SegmentationConfig
+from lib.datastore import SpineMorphDatastore
+from lib.dicomweb import dicomweb_datastore
+from lib.infers.batch import BatchInfer
+from lib.infers.segmentation import SegmentationInfer
+from lib.trainers.segmentation import SegmentationTrain
+from spinemorph.levels import TRAINED_LEVELS, level_name
+
+log = logging.getLogger(__name__)
+
+#: Files the local datastore serves as images; previews live in a subfolder and are never listed.
+IMAGE_EXTENSIONS = ["*.dcm", "*.nii.gz", "*.nii", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
+DEFAULT_MODEL = "spinemorph_levels"
+
+
+class SpineMorphApp(MONAILabelApp):
+    """Serves the shipped per-level model and the papers' baselines as infer and train tasks."""
+
+    def __init__(self, app_dir, studies, conf):
+        root = Path(app_dir).resolve()
+        model_dir = Path(conf.get("model_dir", root / "model"))
+        bundles = Path(conf.get("sample_apps", root.parent / "sample-apps"))
+        wanted = conf.get("models", "all")
+        names = list(CONFIGS) if wanted == "all" else [n.strip() for n in wanted.split(",") if n.strip()]
+        unknown = [n for n in names if n not in CONFIGS]
+        if unknown:
+            raise ValueError(f"Unknown models {unknown}: choose from {', '.join(CONFIGS)}.")
+        self.configs = {}
+        for name in names:
+            network, head, bundle = CONFIGS[name]
+            initial = conf.get(f"{name}_weights") or (bundles / bundle if bundle else None)
+            self.configs[name] = SegmentationConfig(name, network, head, model_dir / name / "model.pt",
+                                                    Path(initial) if initial else None)
+        self.passes = int(conf.get("epistemic_passes", 8))
+        self.modalities = tuple(conf.get("modalities", "CR,DX,RG,DR").split(","))
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="SpineMorph",
+                         description="Vertebral bodies, heights, VCR and Genant grade on lateral spine radiographs",
+                         version=spinemorph.__version__, labels={level_name(c): c for c in TRAINED_LEVELS})
+
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return dicomweb_datastore(self.studies.rstrip("/"), self.modalities)
+        return SpineMorphDatastore(self.studies, extensions=IMAGE_EXTENSIONS, auto_reload=True)
+
+    def init_infers(self):
+        return {name: SegmentationInfer(cfg) for name, cfg in self.configs.items()}
+
+    def init_trainers(self):
+        return {name: SegmentationTrain(cfg) for name, cfg in self.configs.items() if cfg.weights() is not None}
+
+    def init_batch_infer(self):
+        return BatchInfer()
+
+    def init_strategies(self):
+        return {"random": Random(), "first": First(), "epistemic": Epistemic()}
+
+    def init_scoring_methods(self):
+        methods = {"dice": LevelDice()}
+        scorer = self.configs.get(DEFAULT_MODEL) or next(iter(self.configs.values()), None)
+        if scorer is not None and scorer.weights() is not None:
+            methods["epistemic"] = EpistemicScore(scorer, self.passes)
+        return methods

@@ -1,0 +1,194 @@
+"""The SpineMorph app in a real MONAI Label server, driven through monailabel's own client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import requests
+from monailabel.client import MONAILabelClient
+from PIL import Image
+
+from spinemorph.io import Radiograph, read_labelmap, read_radiograph, write_labelmap
+
+
+def client(server) -> MONAILabelClient:
+    return MONAILabelClient(server[0])
+
+
+def idle(url: str, task: str, timeout: float = 180.0) -> None:
+    """Wait until no background ``task`` (scoring, train, batch_infer) runs on the server."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if requests.get(f"{url}/{task}/", params={"check_if_running": "true"}, timeout=10).status_code == 404:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{task} still running after {timeout} s")
+
+
+def score(url: str, method: str) -> None:
+    """Run a scoring method to completion, after any background scoring the server started by itself."""
+    idle(url, "scoring")
+    done = requests.post(f"{url}/scoring/{method}", params={"run_sync": "true"}, timeout=180)
+    assert done.ok, done.text
+
+
+def unlabelled(c: MONAILabelClient) -> set[str]:
+    return {k for k, v in c.datastore()["objects"].items() if "final" not in v.get("labels", {})}
+
+
+def test_info_lists_the_tasks(server):
+    info = client(server).info()
+    model = info["models"]["spinemorph_levels"]
+    assert model["type"] == "segmentation" and model["dimension"] == 2
+    assert model["labels"]["L1"] == 20 and model["labels"]["T12"] == 19 and len(model["labels"]) == 17
+    assert "spinemorph_levels" in info["trainers"]
+    assert {"random", "first", "epistemic"} <= set(info["strategies"])
+    assert {"dice", "epistemic"} <= set(info["scoring"])
+
+
+def test_next_sample_returns_an_unlabelled_image(server):
+    c = client(server)
+    todo = unlabelled(c)
+    assert len(todo) == 5  # three DICOMs, the PNG and the NIfTI
+    assert c.next_sample("random", {})["id"] in todo
+    score(server[0], "epistemic")
+    sample = c.next_sample("epistemic", {})
+    assert sample["id"] in todo and 0.0 <= sample["epistemic_entropy"] <= 1.0
+    info = c.datastore()["objects"][sample["id"]]["image"]["info"]
+    assert info["epistemic_entropy"] == pytest.approx(sample["epistemic_entropy"])
+
+
+@pytest.mark.parametrize("image_id", ["sim-lumbar-*", "xray-sixteen-bit", "xray-nifti"])
+def test_infer_returns_a_labelmap_in_the_image_geometry_and_the_vcr_table(server, studies, image_id):
+    c = client(server)
+    if image_id.endswith("*"):
+        image_id = sorted(unlabelled(c) - {"xray-sixteen-bit", "xray-nifti"})[0]
+    path = next(p for p in studies.iterdir() if p.name.startswith(image_id + "."))
+    label_file, result = c.infer("spinemorph_levels", image_id, {})
+    labels, geometry = read_labelmap(label_file)
+    image = read_radiograph(path)
+    assert label_file.endswith(".nii.gz") and nib.load(label_file).shape == (*image.shape, 1)
+    assert labels.shape == image.shape
+    np.testing.assert_allclose(geometry.affine, image.affine, atol=1e-6)
+    morph = result["morphometry"]
+    assert morph["units"] == ("mm" if image.spacing_mm else "px")
+    assert morph["vertebrae"], "the model found no body"
+    for rec in morph["vertebrae"]:
+        assert {"level", "Ha_mm", "vcr_percent", "genant_grade", "deformity", "points", "flags"} <= set(rec)
+    assert any(rec["Ha_px"] for rec in morph["vertebrae"])
+    assert set(result["label_names"].values()) <= set(range(8, 25))
+    stages = {"load_s", "preprocess_s", "network_s", "postprocess_s", "morphometry_s", "write_s"}
+    assert stages <= set(result["timings"])
+
+
+def test_saved_labels_make_an_image_labelled_and_dice_scores_them(server, studies):
+    c = client(server)
+    image_id = sorted(unlabelled(c) - {"xray-sixteen-bit", "xray-nifti"})[0]
+    label_file, _ = c.infer("spinemorph_levels", image_id, {"save_label": True})  # stored as "original"
+    labels, geometry = read_labelmap(label_file)
+    edited = labels.copy()
+    edited[labels == labels.max()] = 0  # the annotator removes one level
+    write_labelmap(studies / "edited.nii.gz", edited, geometry)
+    c.save_label(image_id, str(studies / "edited.nii.gz"), tag="final")
+    objects = c.datastore()["objects"]
+    assert "final" in objects[image_id]["labels"] and image_id not in unlabelled(c)
+    assert objects[image_id]["labels"]["final"]["info"]["levels"]
+    score(server[0], "dice")
+    dice = c.datastore()["objects"][image_id]["image"]["info"]["dice"]
+    assert 0.0 < dice < 1.0
+
+
+def test_batch_infer_labels_the_unlabelled_images(server):
+    c = client(server)
+    todo = unlabelled(c)
+    idle(server[0], "batch_infer")
+    done = requests.post(f"{server[0]}/batch/infer/spinemorph_levels",
+                         params={"images": "unlabeled", "run_sync": "true"}, timeout=300)
+    assert done.ok, done.text
+    objects = c.datastore()["objects"]
+    assert all("original" in objects[i]["labels"] for i in todo)
+
+
+def test_training_publishes_a_model_that_the_next_infer_uses(server):
+    c = client(server)
+    before = c.infer("spinemorph_levels", next(iter(c.datastore()["objects"])), {})[1]["weights"]
+    c.train_start("spinemorph_levels", {"max_epochs": 1, "batch_size": 2})
+    deadline = time.time() + 240
+    status = {}
+    while time.time() < deadline:
+        status = c.train_status()
+        if status.get("status") in ("DONE", "ERROR"):
+            break
+        time.sleep(2)
+    assert status.get("status") == "DONE", json.dumps(status)[-2000:]
+    progress = [line for line in status["details"] if "SPINEMORPH_TRAIN" in line]
+    assert progress and "val_level_dice" in progress[0]
+    published = server[1] / "spinemorph_levels" / "model.pt"
+    assert published.is_file()
+    after = c.infer("spinemorph_levels", next(iter(c.datastore()["objects"])), {})[1]["weights"]
+    assert before != after == str(published)
+    stats = c.info()["train_stats"]["spinemorph_levels"]
+    assert stats["published"] == str(published) and stats["train_cases"] >= 1
+
+
+def _label_hashes(studies):
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in (studies / "labels" / "final").glob("*.nii.gz")}
+
+
+def test_bad_input_gets_a_4xx_and_a_sentence_and_changes_nothing(server, studies, tmp_path):
+    url = server[0]
+    before = _label_hashes(studies)
+    labelled = sorted(set(client(server).datastore()["objects"]) - unlabelled(client(server)))[0]
+    image = read_radiograph(next(p for p in studies.iterdir() if p.name.startswith(labelled + ".")))
+    (tmp_path / "note.png").write_text("not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    rgb = np.zeros((40, 30, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 8), np.int16), np.eye(4)), tmp_path / "volume.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((0, 5, 1), np.int16), np.eye(4)), tmp_path / "zero.nii.gz")
+    Image.fromarray(np.zeros((12_001, 2), np.uint8)).save(tmp_path / "huge.png")
+    write_labelmap(tmp_path / "small.nii.gz", np.zeros((10, 10), np.uint8), _geometry(image, (10, 10)))
+    bad_codes = np.zeros(image.shape, np.uint8)
+    bad_codes[5:10, 5:10] = 27
+    write_labelmap(tmp_path / "codes.nii.gz", bad_codes, image)
+
+    def upload(name):
+        with open(tmp_path / name, "rb") as fh:
+            return requests.put(f"{url}/datastore/", params={"image": f"upload-{name.split('.')[0]}"},
+                                files={"file": (name, fh)}, timeout=30)
+
+    def label(image_id, name):
+        with open(tmp_path / name, "rb") as fh:
+            return requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
+                                files={"label": (name, fh)}, timeout=30)
+
+    cases = {
+        "unknown image id": (requests.post(f"{url}/infer/spinemorph_levels", params={"image": "no-such-id"},
+                                           timeout=30), 404, "no-such-id"),
+        "not an image": (upload("note.png"), 415, "not an image"),
+        "empty file": (upload("empty.png"), 415, "the upload for 'upload-empty'"),
+        "RGB image": (upload("rgb.png"), 422, "colour"),
+        "3D volume": (upload("volume.nii.gz"), 422, "2D"),
+        "zero size": (upload("zero.nii.gz"), 422, "empty"),
+        "huge image": (upload("huge.png"), 413, "12000"),
+        "label of the wrong shape": (label(labelled, "small.nii.gz"), 422, "pixel for pixel"),
+        "label outside VerSe codes": (label(labelled, "codes.nii.gz"), 422, "[27]"),
+        "label for a missing image": (label("no-such-image", "codes.nii.gz"), 404, "no-such-image"),
+    }
+    for what, (response, code, words) in cases.items():
+        assert response.status_code == code, f"{what}: {response.status_code} {response.text[:300]}"
+        assert words in response.json()["detail"], f"{what}: {response.json()['detail']}"
+    assert requests.get(f"{url}/info/", timeout=10).ok  # still up
+    assert _label_hashes(studies) == before  # nothing changed
+    assert not [k for k in client(server).datastore()["objects"] if k.startswith("upload-")]
+
+
+def _geometry(image, shape):
+    """The image's geometry for a labelmap of another shape (to make a label that cannot fit)."""
+    return Radiograph(np.zeros(shape), image.spacing_mm, "PixelSpacing", image.facing, image.affine)
