@@ -47,10 +47,19 @@ def segment(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | t
         torch.cuda.synchronize()
     times["network_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    probs = invert_pad(probs.cpu(), geometry)
-    classes = probs.argmax(0).numpy()
+    # Only the body probability needs smooth edges on the input grid; which level a body pixel belongs to is
+    # the same at the network's resolution (discs separate levels), so one channel is resized bilinearly and
+    # the class map by nearest neighbour, not all 18 probability maps.
+    probs = probs.cpu()
+    body = invert_pad(1.0 - probs[:1], geometry)[0]
+    inside = (body > 0.5).numpy()
+    if spec.head == "binary":
+        classes = inside.astype(np.int64)
+    else:
+        level = invert_pad((probs[1:].argmax(0, keepdim=True) + 1).float(), geometry, "nearest")[0]
+        classes = np.where(inside, level.numpy().astype(np.int64), 0)
     labels = class_to_code(classes, spec.head)
     if postprocess:
         labels = clean_binary(labels) if spec.head == "binary" else consistent_levels(labels)
     times["postprocess_s"] = time.perf_counter() - start
-    return Segmentation(labels, (1.0 - probs[0]).numpy().astype(np.float32), times)
+    return Segmentation(labels, body.numpy().astype(np.float32), times)
