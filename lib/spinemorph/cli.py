@@ -20,7 +20,8 @@ def _simulate(args: argparse.Namespace) -> None:
     fractures = tuple(parse_fracture(f) for f in args.fracture or ())
     config = SimConfig(fov=args.fov, size=int(args.size) if args.size.isdigit() else args.size,
                        projection=args.projection, fracture_rate=args.fracture_rate, fractures=fractures)
-    paths = simulate_studies(args.n, args.seed, args.out, config, args.format, args.preview)
+    paths = simulate_studies(args.n, args.seed, args.out, config, args.format, args.preview,
+                             labelled_fraction=args.labelled_fraction)
     print(f"Wrote {len(paths)} radiographs, labels and truth to {args.out}")
 
 
@@ -94,6 +95,14 @@ def _evaluate(args: argparse.Namespace) -> None:
         Path(args.out).write_text(text)
 
 
+def _bundle(args: argparse.Namespace) -> None:
+    from spinemorph.inference.bundle import write_bundle
+
+    readme = Path(args.readme).read_text() if args.readme else f"# {Path(args.out).name}\n\n{args.description}\n"
+    out = write_bundle(args.model, args.out, args.version, args.changelog, readme, args.description)
+    print(f"Wrote the MONAI bundle {out}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -130,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--fracture", action="append", metavar="LEVEL:TYPE:GRADE[:REDUCTION]",
                      help="force a deformity into every image, e.g. L1:wedge:2 (repeatable)")
     sim.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
+    sim.add_argument("--labelled-fraction", type=float, default=1.0,
+                     help="share of images that get a label in labels/final (default 1; truth JSON is always written)")
     sim.set_defaults(run=_simulate)
 
     drr = sub.add_parser("drr", help="render lateral DRRs of a CT, with vertebral-body labels, into a studies folder")
@@ -191,6 +202,15 @@ def _parser() -> argparse.ArgumentParser:
     eva.add_argument("--seed", type=_non_negative_int, default=0)
     eva.add_argument("--out", help="write the summary JSON here")
     eva.set_defaults(run=_evaluate)
+
+    bun = sub.add_parser("bundle", help="write a trained model as a MONAI bundle (for sample-apps/)")
+    bun.add_argument("model", help="model.pt written by spinemorph train")
+    bun.add_argument("--out", required=True, help="bundle folder, e.g. sample-apps/spinemorph_levels")
+    bun.add_argument("--version", default="0.1.0")
+    bun.add_argument("--changelog", default="first release")
+    bun.add_argument("--description", default="SpineMorph vertebral body segmentation, one label per level")
+    bun.add_argument("--readme", help="Markdown for docs/README.md (data, commands, metrics)")
+    bun.set_defaults(run=_bundle)
     return parser
 
 

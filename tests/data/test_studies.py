@@ -63,3 +63,11 @@ def test_bad_arguments_give_a_clear_error_and_exit_status_2(tmp_path, args, mess
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").glob("*.dcm"))
+
+
+def test_a_labelled_fraction_leaves_the_rest_for_annotation(tmp_path):
+    main(["simulate", "--n", "4", "--seed", "3", "--out", str(tmp_path), "--labelled-fraction", "0.5"])
+    images = sorted(tmp_path.glob("*.dcm"))
+    labels = sorted((tmp_path / "labels" / "final").glob("*.nii.gz"))
+    truths = sorted((tmp_path / "labels" / "final").glob("*.truth.json"))
+    assert len(images) == 4 and len(labels) == 2 and len(truths) == 4

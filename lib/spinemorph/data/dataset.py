@@ -16,8 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def simulate_studies(n: int, seed: int, out: str | Path, config: SimConfig | None = None, fmt: str = "dicom",
-                     preview: bool = False, progress: bool = True) -> list[Path]:
-    """Write ``n`` simulated cases to ``out`` and return their image paths; the same seed gives the same files."""
+                     preview: bool = False, progress: bool = True, labelled_fraction: float = 1.0) -> list[Path]:
+    """Write ``n`` simulated cases to ``out`` and return their image paths; the same seed gives the same files.
+
+    Only the first ``labelled_fraction`` of the cases get a label in labels/final (every case keeps its truth
+    JSON), so that an annotation loop has unlabelled images to serve.
+    """
+    if not 0.0 <= labelled_fraction <= 1.0:
+        raise ValueError(f"The labelled fraction must lie between 0 and 1, not {labelled_fraction}.")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"The number of images must be a positive integer, not {n}.")
     if not isinstance(seed, int) or seed < 0:
@@ -32,5 +38,7 @@ def simulate_studies(n: int, seed: int, out: str | Path, config: SimConfig | Non
         sim = simulate(seed, index, config)
         cid = case_id(f"sim-{sim.truth['fov']}", seed, index)
         paths.append(write_case(out, cid, sim.image, sim.labels, sim.truth, fmt, preview))
+        if index >= round(labelled_fraction * n):
+            (out / "labels" / "final" / f"{cid}.nii.gz").unlink()
     log.info("Wrote %d simulated radiographs to %s", n, out)
     return paths
