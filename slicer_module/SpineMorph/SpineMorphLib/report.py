@@ -1,0 +1,79 @@
+"""What the module exports: the results table as CSV, a short per-patient report, and the overlay PNG. No Slicer."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from spinemorph.measure import Morphometry
+from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
+from SpineMorphLib.records import table_headers, table_rows
+
+__all__ = ["write_table_csv", "patient_report", "render_overlay"]
+
+
+def write_table_csv(path: str | Path, result: Morphometry) -> Path:
+    """Write the results table (one row per vertebra, as the module shows it) as CSV and return its path."""
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(table_headers(result.unit))
+        writer.writerows(table_rows(result))
+    return path
+
+
+def _finding(rec, unit: str) -> str:
+    vcr = f", VCR {rec.vcr_percent:.0f} %" if rec.vcr_percent is not None else ""
+    ha = rec.height("Ha", unit)
+    height = f", Ha {ha:.1f} {unit}" if ha is not None else ""
+    return f"- {rec.level}: Genant grade {rec.genant_grade} ({rec.deformity}){vcr}{height}"
+
+
+def patient_report(result: Morphometry, context: dict | None = None) -> str:
+    """Return a short plain-text report of one radiograph: who, what was measured, and the fractures found."""
+    context = context or {}
+    lines = ["SpineMorph vertebral morphometry report", ""]
+    for key, title in (("patient_id", "Patient"), ("study_uid", "Study"), ("image_id", "Image"),
+                       ("source", "Labels from"), ("model", "Model")):
+        if context.get(key):
+            lines.append(f"{title}: {context[key]}")
+    lines.append(f"Date: {context.get('date') or datetime.date.today().isoformat()}")
+    spacing = f"{result.spacing_mm[0]:.4g} × {result.spacing_mm[1]:.4g} mm" if result.spacing_mm else \
+        "unknown (heights in pixels)"
+    lines += [f"Pixel spacing: {spacing}", f"Patient facing: {result.facing or 'unknown'} ({result.facing_source})", ""]
+    graded = [r for r in result.vertebrae if r.genant_grade is not None]
+    fractured = [r for r in graded if r.genant_grade > 0]
+    lines.append(f"Vertebrae measured: {len(graded)} of {len(result.vertebrae)} "
+                 f"({', '.join(r.level for r in result.vertebrae) or 'none'})")
+    if fractured:
+        worst = max(fractured, key=lambda r: (r.genant_grade, r.vcr_percent or 0.0))
+        lines.append(f"Deformities (Genant grade 1 or more): {len(fractured)}; worst {worst.level}, "
+                     f"grade {worst.genant_grade}")
+        lines += [_finding(r, result.unit) for r in fractured]
+    else:
+        lines.append("No vertebral deformity of Genant grade 1 or more.")
+    unmeasured = [f"{r.level} ({', '.join(r.flags)})" for r in result.vertebrae if r.genant_grade is None]
+    if unmeasured:
+        lines.append(f"Not graded: {'; '.join(unmeasured)}")
+    lines += ["", "Genant grades: 0 under 20 % height loss, 1 20-25 %, 2 25-40 %, 3 over 40 %. VCR compares the "
+              "anterior height with the neighbours' (Kim et al. 2021).", ""]
+    table = [table_headers(result.unit)[:-1]] + [row[:-1] for row in table_rows(result)]
+    widths = [max(len(row[j]) for row in table) for j in range(len(table[0]))]
+    lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
+    return "\n".join(lines) + "\n"
+
+
+def render_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray | None, records: list[dict],
+                   height: int = 768) -> Path:
+    """Draw the radiograph, its labels coloured by level and each vertebra's height lines; write a PNG."""
+    image = np.asarray(image)
+    pic = to_rgb(image, fit_height(image.shape, height))
+    if labels is not None:
+        pic = draw_labels(pic, np.asarray(labels), alpha=0.3)
+    pic = draw_measurements(pic, records, image.shape)
+    path = Path(path)
+    pic.save(path, optimize=True)
+    return path

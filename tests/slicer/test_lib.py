@@ -1,0 +1,190 @@
+"""SpineMorphLib's Slicer-free helpers: grids, records, lines, the client's parsing, reports and dependencies."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spinemorph.io import display_affine, sagittal_affine
+from spinemorph.measure import measure
+from SpineMorphLib.client import ServerError, SpineMorphClient, parse_multipart
+from SpineMorphLib.dependencies import missing_requirements, repository_lib
+from SpineMorphLib.grid import PlaneGrid
+from SpineMorphLib.markups import height_lines, move_line, records_with_points
+from SpineMorphLib.records import labels_from_export, regrade, row_colors, set_station, table_headers, table_rows
+from SpineMorphLib.report import patient_report, render_overlay, write_table_csv
+from SpineMorphLib.sample import box_spine
+from SpineMorphLib.training import TrainingMonitor, train_progress
+from tests.slicer.conftest import REPO
+
+
+@pytest.fixture
+def boxes():
+    return measure(box_spine(), (0.5, 0.5), "left")
+
+
+def test_a_grid_from_an_image_affine_maps_pixels_both_ways():
+    grid = PlaneGrid.from_affine(display_affine((0.2, 0.3)), (5, 4))
+    image = np.arange(20).reshape(5, 4)
+    assert grid.shape == (5, 4) and grid.spacing == pytest.approx((0.2, 0.3))
+    assert grid.to_kji(image).shape == (1, 5, 4)
+    np.testing.assert_array_equal(grid.to_rc(grid.to_kji(image)), image)
+    np.testing.assert_allclose(grid.affine, display_affine((0.2, 0.3)))
+    np.testing.assert_allclose(grid.rc_to_ras([[2, 1]]), [[-0.3, -0.4, 0.0]])
+    np.testing.assert_allclose(grid.ras_to_rc(grid.rc_to_ras([[2.5, 1.25], [0, 3]])), [[2.5, 1.25], [0, 3]])
+
+
+@pytest.mark.parametrize("affine", [sagittal_affine((0.2, 0.3), "left"), display_affine((0.2, 0.3))])
+def test_a_nifti_loaded_as_is_has_its_rows_along_i(affine):
+    """Slicer loads an H×W×1 NIfTI with I along the file's first axis (rows): the grid transposes it back."""
+    data = np.arange(20).reshape(5, 4)
+    grid = PlaneGrid.from_matrix(affine, data.T[None].shape)
+    assert (grid.row_axis, grid.col_axis, grid.shape) == (0, 1, (5, 4))
+    np.testing.assert_array_equal(grid.to_rc(data.T[None]), data)
+    np.testing.assert_allclose(grid.affine, affine)
+
+
+def test_a_3d_volume_is_refused():
+    with pytest.raises(ValueError, match="3D"):
+        PlaneGrid.from_matrix(np.eye(4), (3, 4, 5))
+    with pytest.raises(ValueError, match="does not match"):
+        PlaneGrid.from_affine(np.eye(4), (5, 4)).to_rc(np.zeros((1, 4, 5)))
+
+
+def test_regrading_unchanged_records_reproduces_measure(boxes):
+    again = copy.deepcopy(boxes)
+    regrade(again)
+    assert again.to_dict() == boxes.to_dict()
+
+
+def test_moving_one_station_regrades_it_and_its_neighbours(boxes):
+    l2 = boxes.by_level()["L2"]
+    top, bottom = np.array(l2.points["superior_anterior"]), np.array(l2.points["inferior_anterior"])
+    set_station(l2, "anterior", top + 0.3 * (bottom - top), bottom, boxes.spacing_mm)
+    regrade(boxes)
+    by = boxes.by_level()
+    assert l2.Ha_mm == pytest.approx(0.7 * 18.5, abs=1e-3) and (l2.genant_grade, l2.deformity) == (2, "wedge")
+    assert l2.vcr_percent == pytest.approx((1 - l2.Ha_mm / ((by["L1"].Ha_mm + by["L3"].Ha_mm) / 2)) * 100)
+    assert by["L1"].vcr_percent == pytest.approx((1 - by["L1"].Ha_mm / l2.Ha_mm) * 100)
+    assert by["L1"].flags.count("one_neighbour") == 1
+    with pytest.raises(ValueError, match="station"):
+        set_station(l2, "lateral", top, bottom, None)
+
+
+def test_lines_in_ras_move_records_as_set_station_does(boxes):
+    grid = PlaneGrid.from_affine(display_affine((0.5, 0.5)), (260, 160))
+    lines = height_lines(boxes, grid)
+    assert len(lines) == 15 and lines[0].name == "L1 Ha"
+    line = lines[3]  # L2 Ha
+    moved = line.superior + 0.3 * (line.inferior - line.superior)
+    record = move_line(boxes, grid, line.level, line.station, moved, line.inferior)
+    assert record.level == "L2" and record.genant_grade == 2
+    shown = records_with_points(boxes, [dataclasses.replace(line, superior=moved)], grid)
+    np.testing.assert_allclose(shown[1]["points"]["superior_anterior"], record.points["superior_anterior"], atol=1e-3)
+    with pytest.raises(KeyError):
+        move_line(boxes, grid, "T1", "anterior", moved, line.inferior)
+
+
+def test_segments_become_verse_codes():
+    exported = np.array([[0, 1, 2], [2, 1, 0]])
+    np.testing.assert_array_equal(labels_from_export(exported, [20, 21]), [[0, 20, 21], [21, 20, 0]])
+    np.testing.assert_array_equal(labels_from_export(exported, [None, None]), [[0, 1, 1], [1, 1, 0]])
+    with pytest.raises(ValueError, match="name every segment"):
+        labels_from_export(exported, [20, None])
+    with pytest.raises(ValueError, match="only 1 segments"):
+        labels_from_export(exported, [20])
+
+
+def test_table_rows_and_colours(boxes):
+    assert table_headers("mm")[:4] == ["Level", "Ha (mm)", "Hm (mm)", "Hp (mm)"]
+    rows = table_rows(boxes)
+    assert [r[0] for r in rows] == ["L1", "L2", "L3", "L4", "L5"]
+    assert rows[2][1:4] == ["12.50", "15.00", "17.50"] and rows[2][7:10] == ["32.4", "2", "wedge"]
+    assert row_colors(boxes)[2] == (255, 150, 40) and row_colors(boxes)[0] == (60, 220, 90)
+
+
+def test_train_progress_reads_the_last_epoch_line():
+    assert train_progress(None).finished and train_progress(None).status == "NONE"
+    epoch = 'SPINEMORPH_TRAIN {"epoch": 2, "epochs": 5, "train_loss": 0.5, "val_level_dice": 0.75}'
+    running = train_progress({"status": "RUNNING", "details": ["noise", epoch, "more noise"]})
+    assert (running.epoch, running.epochs, running.fraction, running.finished) == (2, 5, 0.4, False)
+    assert running.message == "epoch 2/5, train loss 0.500, val level dice 0.750"
+    done = 'SPINEMORPH_TRAIN {"done": true, "epochs": 5, "best_val_level_dice": 0.8, "last": {"train_loss": 0.4}}'
+    finished = train_progress({"status": "DONE", "details": [epoch, done]})
+    assert finished.fraction == 1.0 and finished.finished and "best val level dice 0.800" in finished.message
+    assert train_progress({"status": "SUBMITTED", "details": []}).finished is False
+
+
+class SlowServer:
+    """Answers the training calls like the server, each status taking 0.2 s."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def train_start(self, model, params):
+        return {"model": model, **params}
+
+    def train_status(self):
+        time.sleep(0.2)
+        self.calls += 1
+        line = f'SPINEMORPH_TRAIN {{"epoch": {min(self.calls, 2)}, "epochs": 2}}'
+        return {"status": "DONE" if self.calls >= 3 else "RUNNING", "details": [line]}
+
+    def train_stop(self):
+        return {"stopped": True}
+
+
+def test_the_training_monitor_never_blocks():
+    monitor = TrainingMonitor()
+    with pytest.raises(RuntimeError, match="No training"):
+        monitor.stop()
+    server = SlowServer()
+    assert monitor.start(server, "m", 2, 4) == {"model": "m", "max_epochs": 2, "batch_size": 4}
+    seen, slowest, deadline = [], 0.0, time.time() + 10
+    while not monitor.progress.finished and time.time() < deadline:
+        start = time.perf_counter()
+        seen.append(monitor.poll().fraction)
+        slowest = max(slowest, time.perf_counter() - start)
+        time.sleep(0.05)
+    assert monitor.progress.status == "DONE" and seen[0] == 0.0 and 0.5 in seen and seen[-1] == 1.0
+    assert slowest < 0.05 and server.calls == 3
+    assert monitor.stop() == {"stopped": True}
+
+
+def test_multipart_answers_are_parsed():
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="params"\r\nContent-Type: application/json\r\n\r\n'
+            b'{"model": "m"}\r\n--XyZ\r\nContent-Disposition: form-data; name="image"; filename="tmp1.nii.gz"\r\n'
+            b'Content-Type: application/gzip\r\n\r\n\x1f\x8b\x00\r\n\x01\r\n--XyZ--\r\n')
+    fields, files = parse_multipart("multipart/form-data; boundary=XyZ", body)
+    assert fields == {"params": '{"model": "m"}'} and files == {"tmp1.nii.gz": b"\x1f\x8b\x00\r\n\x01"}
+    with pytest.raises(ValueError, match="multipart"):
+        parse_multipart("application/json", b"{}")
+
+
+def test_the_client_says_what_is_wrong():
+    with pytest.raises(ValueError, match="http"):
+        SpineMorphClient("127.0.0.1:8000")
+    with pytest.raises(ServerError, match="no server answers") as err:
+        SpineMorphClient("http://127.0.0.1:9", timeout=2).info()
+    assert err.value.status == 0
+
+
+def test_exports(boxes, tmp_path):
+    report = patient_report(boxes, {"patient_id": "P1", "image_id": "img"})
+    assert "Patient: P1" in report and "- L3: Genant grade 2 (wedge), VCR 32 %, Ha 12.5 mm" in report
+    lines = write_table_csv(tmp_path / "t.csv", boxes).read_text().splitlines()
+    assert lines[0].startswith("Level,Ha (mm)") and len(lines) == 6
+    image = np.random.default_rng(0).integers(0, 4000, (260, 160)).astype(np.uint16)
+    records = records_with_points(boxes, [], PlaneGrid.from_affine(np.eye(4), (260, 160)))
+    with Image.open(render_overlay(tmp_path / "o.png", image, box_spine(), records, height=520)) as pic:
+        assert pic.size == (320, 520)
+
+
+def test_dependencies_come_from_the_repository():
+    assert repository_lib() == REPO / "lib"
+    assert missing_requirements() == []

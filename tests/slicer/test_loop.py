@@ -1,0 +1,87 @@
+"""The annotate-measure-train loop, with the module's Logic on real MRML nodes, against a real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spinemorph.levels import TRAINED_LEVELS, level_code
+from tests.app.server import running_server
+from tests.slicer.conftest import run_in_slicer_python
+
+LOOP = Path(__file__).with_name("loop_in_slicer_python.py")
+
+
+@pytest.fixture(scope="module")
+def loop(studies, tiny_model, tmp_path_factory):
+    """Run loop_in_slicer_python.py against a fresh server; return its summary and output folder."""
+    models = tmp_path_factory.mktemp("slicer-published")
+    out = tmp_path_factory.mktemp("slicer-loop")
+    conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": tiny_model, "model_dir": models,
+            "epistemic_passes": 2}
+    with running_server(studies, conf, models / "server.log") as url:
+        done = run_in_slicer_python(LOOP, url, studies, out)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    return json.loads((out / "loop.json").read_text()), out
+
+
+def test_connect_lists_models_and_strategies(loop):
+    info = loop[0]["connect"]
+    assert "spinemorph_levels" in info["models"] and {"first", "random", "epistemic"} <= set(info["strategies"])
+
+
+def test_1_next_sample_gives_a_volume_and_every_format_loads(loop):
+    step = loop[0]["1_next_sample"]
+    assert step["image"].startswith("sim-lumbar-")
+    names = set(step["formats"])
+    assert {"xray-sixteen-bit.png", "xray-nifti.nii.gz", f"{step['image']}.dcm"} == names
+    assert step["formats"]["xray-sixteen-bit.png"]["spacing"] == ""  # a PNG has no spacing: heights in px
+    assert all(v["segments"] >= 1 for k, v in step["formats"].items() if "segments" in v)
+
+
+def test_2_infer_gives_segments_named_by_level(loop):
+    names = loop[0]["2_infer"]["segments"]
+    assert names and all(level_code(n) in TRAINED_LEVELS for n in names)  # T1-L5, named as the server named them
+
+
+def test_3_measure_gives_a_row_per_vertebra_and_three_lines_each(loop):
+    step = loop[0]["3_measure"]
+    assert [row[0] for row in step["rows"]] == loop[0]["2_infer"]["segments"]
+    assert step["lines"] == 3 * sum(1 for row in step["rows"] if row[1])
+
+
+def test_4_an_edited_segment_is_measured_again(loop):
+    step = loop[0]["4_edit"]
+    assert step["erased_px"] > 0 and step["row_after"] != step["row_before"]
+
+
+def test_5_dragging_a_point_updates_that_vertebra(loop):
+    step = loop[0]["5_drag"]
+    assert step["after"]["Ha_mm"] == pytest.approx(0.7 * step["before"]["Ha_mm"], rel=1e-4)
+    assert step["after"]["vcr_percent"] > step["before"]["vcr_percent"] + 10
+    assert step["after"]["genant_grade"] >= max(1, step["before"]["genant_grade"])
+    assert step["row"][8] == str(step["after"]["genant_grade"])
+
+
+def test_6_submitted_label_is_on_the_server_and_the_next_sample_follows(loop):
+    step = loop[0]["6_submit"]
+    assert step["levels"] and step["next"] != step["image"]
+
+
+def test_7_training_polls_without_blocking_and_the_next_infer_uses_it(loop):
+    step = loop[0]["7_train"]
+    assert step["status"] == "DONE" and step["slowest_poll_s"] < 0.1
+    assert step["fractions"][-1] == 1.0 and "epoch 1/1" in step["message"]
+    assert step["weights"].endswith("spinemorph_levels/model.pt")
+    assert loop[0]["stop"]["status"] == "STOPPED"
+
+
+def test_exports_and_a_labelmap_from_disk(loop):
+    summary, out = loop
+    assert summary["exports"]["csv"][0].startswith("Level,Ha (mm),Hm (mm),Hp (mm)")
+    assert "SpineMorph vertebral morphometry report" in summary["exports"]["report"]
+    for name in ("overlay.png", "disk.png", "dragged.png", "spinemorph.csv", "report.txt"):
+        assert (out / name).stat().st_size > 100
+    assert summary["from_disk"]["rows"] >= 4 and summary["from_disk"]["facing"] in ("left", "right")

@@ -1,0 +1,68 @@
+"""The module's files: the .ui has every widget the code uses, the code compiles, CMake lists it, the Test asserts."""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import re
+import xml.etree.ElementTree as ET
+
+from tests.slicer.conftest import MODULE, REPO, run_in_slicer_python
+
+SOURCE = MODULE / "SpineMorph.py"
+UI = MODULE / "Resources" / "UI" / "SpineMorph.ui"
+
+
+def _classes() -> dict[str, ast.ClassDef]:
+    tree = ast.parse(SOURCE.read_text())
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_every_widget_the_code_uses_is_in_the_ui_file():
+    root = ET.parse(UI).getroot()
+    names = {w.get("name") for w in root.iter("widget")}
+    used = set(re.findall(r"self\.ui\.(\w+)", SOURCE.read_text()))
+    assert used and used <= names, f"missing from the .ui: {sorted(used - names)}"
+    assert root.find("widget").get("class") == "qMRMLWidget" and root.find("widget").get("name") == "SpineMorph"
+
+
+def test_parameter_bindings_name_fields_of_the_parameter_node():
+    root = ET.parse(UI).getroot()
+    bound = {p.findtext("string") for p in root.iter("property") if p.get("name") == "SlicerParameterName"}
+    fields = {node.target.id for node in _classes()["SpineMorphParameterNode"].body if isinstance(node, ast.AnnAssign)}
+    assert bound == {"serverUrl", "inputVolume", "labels", "maxEpochs", "batchSize", "autoNext"}
+    assert bound <= fields
+
+
+def test_the_module_keeps_the_template_order_and_compiles():
+    assert list(_classes()) == ["SpineMorph", "SpineMorphParameterNode", "SpineMorphWidget", "SpineMorphLogic",
+                                "SpineMorphTest"]
+    for path in MODULE.rglob("*.py"):
+        py_compile.compile(str(path), doraise=True)
+
+
+def test_the_logic_has_no_qt():
+    logic = ast.get_source_segment(SOURCE.read_text(), _classes()["SpineMorphLogic"])
+    assert not re.search(r"\b(qt|ctk|slicer\.app)\b", logic)
+    for path in (MODULE / "SpineMorphLib").glob("*.py"):
+        assert not re.search(r"^\s*(import|from) (qt|ctk)\b", path.read_text(), re.M), path.name
+
+
+def test_cmake_registers_every_file_and_the_test():
+    cmake = (MODULE / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", "SpineMorph")
+    for path in [*MODULE.rglob("*.py"), *(MODULE / "Resources").rglob("*.*")]:
+        assert str(path.relative_to(MODULE)) in cmake, f"{path.name} is not in CMakeLists.txt"
+    assert "slicer_add_python_unittest(SCRIPT SpineMorph.py)" in cmake
+    assert "add_subdirectory(SpineMorph)" in (REPO / "slicer_module" / "CMakeLists.txt").read_text()
+
+
+def test_the_in_module_test_asserts_on_the_logic_output():
+    test = _classes()["SpineMorphTest"]
+    calls = [n for n in ast.walk(test) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    asserts = [c for c in calls if c.func.attr.startswith("assert")]
+    assert len(asserts) >= 8
+    uses_logic = [c for c in asserts if "logic" in ast.dump(c) or "by[" in ast.unparse(c) or "table" in ast.unparse(c)]
+    assert len(uses_logic) >= 6
+    done = run_in_slicer_python(MODULE.parents[1] / "tests" / "slicer" / "run_selftest.py", timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "Ran 1 test" in done.stderr and "OK" in done.stderr
