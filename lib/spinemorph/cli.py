@@ -95,6 +95,39 @@ def _evaluate(args: argparse.Namespace) -> None:
         Path(args.out).write_text(text)
 
 
+def _segment(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from spinemorph.inference import load_model, segment
+    from spinemorph.io import image_id, read_radiograph, write_labelmap
+    from spinemorph.measure import measure
+    from spinemorph.measure.report import write_outputs
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    start = time.perf_counter()
+    net, spec = load_model(args.model, args.device)
+    loaded = time.perf_counter()
+    image = read_radiograph(args.image)
+    read = time.perf_counter()
+    seg = segment(image.pixels, net, spec, args.device)
+    result = measure(seg.labels, image.spacing_mm, image.facing)
+    measured = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = image_id(args.image)
+    write_labelmap(out / f"{stem}.labels.nii.gz", seg.labels, image)
+    write_outputs(result, out, stem, seg.labels, image.pixels)
+    done = time.perf_counter()
+    print(result.table())
+    print(f"{image.shape[0]}×{image.shape[1]} px: model load {loaded - start:.2f} s, image read {read - loaded:.2f} s, "
+          f"segment + measure {measured - read:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in seg.timings.items())}), "
+          f"write {done - measured:.2f} s; total {done - start:.2f} s on {args.device}")
+    print(f"Wrote {out / (stem + '.labels.nii.gz')} (the image's geometry) and {stem}.morphometry.json/.csv/.png")
+
+
 def _bundle(args: argparse.Namespace) -> None:
     from spinemorph.inference.bundle import write_bundle
 
@@ -202,6 +235,14 @@ def _parser() -> argparse.ArgumentParser:
     eva.add_argument("--seed", type=_non_negative_int, default=0)
     eva.add_argument("--out", help="write the summary JSON here")
     eva.set_defaults(run=_evaluate)
+
+    seg = sub.add_parser("segment", help="segment and measure one radiograph with a trained model, without a server")
+    seg.add_argument("image", help="radiograph: DICOM, NIfTI, PNG or JPEG")
+    seg.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "sample-apps" / "spinemorph_levels"),
+                     help="a bundle folder or model.pt (default: the shipped model)")
+    seg.add_argument("--out", required=True, help="folder for the labelmap, JSON, CSV and PNG")
+    seg.add_argument("--device", default="auto", help="cpu, cuda, or auto (CUDA when present)")
+    seg.set_defaults(run=_segment)
 
     bun = sub.add_parser("bundle", help="write a trained model as a MONAI bundle (for sample-apps/)")
     bun.add_argument("model", help="model.pt written by spinemorph train")

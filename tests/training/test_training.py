@@ -101,6 +101,18 @@ def test_train_and_evaluate_commands(studies, tmp_path):
     for key in ("sensitivity", "specificity", "accuracy", "dsc", "iou", "roc_auc", "pr_auc", "level_identified"):
         assert 0.0 <= summary[key]["mean"] <= 1.0 or np.isnan(summary[key]["mean"])
     assert summary["images"] >= 1 and "level_dice" in summary
+    image = sorted(studies.glob("*.nii.gz"))[0]
+    done = subprocess.run([sys.executable, "-m", "spinemorph.cli", "segment", str(image), "--model",
+                           str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "seg"), "--device", "cpu"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "segment + measure" in done.stdout
+    stem = image.name[:-len(".nii.gz")]
+    written = read_radiograph(tmp_path / "seg" / f"{stem}.labels.nii.gz")
+    source = read_radiograph(image)
+    assert written.shape == source.shape and written.spacing_mm == source.spacing_mm
+    for suffix in ("json", "csv", "png"):
+        assert (tmp_path / "seg" / f"{stem}.morphometry.{suffix}").stat().st_size > 0
 
 
 def test_two_processes_train_together_under_torchrun(studies, tmp_path):
