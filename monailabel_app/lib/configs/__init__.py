@@ -8,7 +8,7 @@ __all__ = ["SegmentationConfig", "CONFIGS"]
 
 #: name -> (network, head, bundle folder under sample-apps/ or None). Baselines serve only once weights exist.
 CONFIGS: dict[str, tuple[str, str, str | None]] = {
-    "spinemorph_levels": ("mdr2unet", "levels", "spinemorph_levels"),
+    "spinemorph_levels": ("r2unet", "levels", "spinemorph_levels"),
     "mdr2unet": ("mdr2unet", "binary", None),
     "r2unet": ("r2unet", "binary", None),
     "unet": ("unet", "binary", None),
