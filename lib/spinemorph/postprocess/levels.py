@@ -15,7 +15,7 @@ from scipy import ndimage
 from spinemorph.levels import TRAINED_LEVELS
 from spinemorph.measure.indices import missing_after
 
-__all__ = ["clean_binary", "consistent_levels"]
+__all__ = ["clean_binary", "consistent_levels", "level_positions"]
 
 _EIGHT = np.ones((3, 3), bool)
 _MIN_AREA_FRACTION = 0.2  # of the median body
@@ -31,38 +31,51 @@ def clean_binary(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(np.isin(comps, keep)).astype(np.uint8)
 
 
+def level_positions(rows, n_levels: int = len(TRAINED_LEVELS)) -> np.ndarray:
+    """Return each body's position in a run of levels (top = 0), from its centre row; rows run top to bottom.
+
+    Consecutive bodies are one level apart, unless the gap between them is much wider than the gaps beside it:
+    then as many levels as the gap holds are missing there.
+    """
+    gaps = np.diff(np.asarray(rows, float))
+    if gaps.size == 0:
+        return np.zeros(len(rows), int)
+    missing = missing_after(np.maximum(gaps, 1e-6))
+    beside = [min([gaps[j] for j in (i - 1, i + 1) if 0 <= j < len(gaps)] or [gaps[i]]) for i in range(len(gaps))]
+    skipped = np.clip(np.round(gaps / np.maximum(np.array(beside), 1.0)), 2, n_levels)
+    return np.cumsum(np.concatenate([[0], np.where(missing, skipped, 1)])).astype(int)
+
+
 def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) -> np.ndarray:
     """Return a VerSe labelmap with one component per level, holes filled, levels consecutive top to bottom."""
-    pieces = []  # (row centroid, area, predicted code, mask)
-    for code in (int(c) for c in np.unique(labels) if c):
-        comps, n = ndimage.label(labels == code, structure=_EIGHT)
-        if n == 0:
+    # Each level is handled inside its bounding box, each piece inside its own: on a 2048² radiograph this is
+    # 10× faster than whole-image masks, with the same result (a hole never touches its piece's box).
+    pieces = []  # (row centroid, area, predicted code, box, mask inside the box)
+    for code, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
             continue
-        areas = ndimage.sum_labels(labels == code, comps, index=np.arange(1, n + 1))
+        comps, n = ndimage.label(labels[box] == code, structure=_EIGHT)
+        areas = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+        objects = ndimage.find_objects(comps)
         kept_rows: list[tuple[int, int]] = []
         for i in np.argsort(-areas) + 1:
             if areas[i - 1] < _MIN_AREA_FRACTION * areas.max():
                 break
-            rows = np.nonzero(comps == i)[0]
-            span = (int(rows.min()), int(rows.max()))
+            sub = objects[i - 1]
+            piece = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub, strict=True))
+            span = (piece[0].start, piece[0].stop - 1)
             if any(span[0] <= hi and lo <= span[1] for lo, hi in kept_rows):
                 continue  # a fragment beside a larger piece of the same level: the same body
             kept_rows.append(span)
-            m = ndimage.binary_fill_holes(comps == i)
-            pieces.append((float(rows.mean()), float(m.sum()), code, m))
+            m = ndimage.binary_fill_holes(comps[sub] == i)
+            rows = np.nonzero(comps[sub] == i)[0] + piece[0].start
+            pieces.append((float(rows.mean()), float(m.sum()), code, piece, m))
     if not pieces:
         return np.zeros(labels.shape, np.uint8)
     median_area = float(np.median([p[1] for p in pieces]))
     pieces = [p for p in pieces if p[1] >= _MIN_AREA_FRACTION * median_area]
     pieces.sort(key=lambda p: p[0])
-    rows = np.array([p[0] for p in pieces])
-    gaps = np.diff(rows)
-    missing = missing_after(np.maximum(gaps, 1e-6))
-    beside = [min([gaps[j] for j in (i - 1, i + 1) if 0 <= j < len(gaps)] or [gaps[i]]) for i in range(len(gaps))]
-    skipped = np.clip(np.round(gaps / np.maximum(np.array(beside), 1.0)), 2, len(levels))
-    steps = np.concatenate([[0], np.where(missing, skipped, 1)])
-    steps = steps.astype(int)
-    position = np.cumsum(steps)
+    position = level_positions([p[0] for p in pieces], len(levels))
     index = {c: i for i, c in enumerate(levels)}
     said = np.array([index.get(p[2], -10**6) for p in pieces])
     weights = np.array([p[1] for p in pieces])
@@ -72,5 +85,6 @@ def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVE
     out = np.zeros(labels.shape, np.uint8)
     for p, pos in zip(pieces, position, strict=True):
         if 0 <= k + pos < len(levels):
-            out[p[3] & (out == 0)] = levels[k + pos]
+            window = out[p[3]]
+            window[p[4] & (window == 0)] = levels[k + pos]
     return out
