@@ -22,10 +22,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0):
-    """Yield the URL of a server started on ``studies`` with ``conf``; stop it afterwards."""
+def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0,
+                   app: Path = REPO / "monailabel_app"):
+    """Yield the URL of a server of ``app`` started on ``studies`` with ``conf``; stop it afterwards."""
     port = free_port()
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"), "--studies",
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
            str(studies), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in conf.items():
         cmd += ["--conf", key, str(value)]

@@ -1,0 +1,153 @@
+"""Infer round trip through the server for a 2048² DX on CPU, against a stock MONAI Label BasicInferTask UNet app.
+
+Usage: .venv/bin/python bench/app_infer.py [--n 8] [--size 2048] [--bundle sample-apps/spinemorph_levels]
+
+Both apps are real `monailabel start_server` processes on this machine, serving the same simulated DICOM DX,
+asked through monailabel's client, one request at a time, in the same run (alternating). SpineMorph's answer is
+split into load, preprocess, network, postprocess, morphometry and write (from the result JSON), plus HTTP and
+client overhead. The stock app follows MONAI Label's radiology sample for a 2D image: ITKReader, intensity scaling,
+a resize to the network's 256² input, MONAI's UNet, softmax, argmax, a resize back and MONAI Label's writer. Prints
+a table and the ratio, and writes bench/out/app_infer.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from monai.networks.nets import UNet  # noqa: E402
+from monailabel.client import MONAILabelClient  # noqa: E402
+
+from spinemorph.data.dataset import simulate_studies  # noqa: E402
+from spinemorph.data.simulate import SimConfig  # noqa: E402
+from tests.app.server import running_server  # noqa: E402
+
+STAGES = ("load_s", "preprocess_s", "network_s", "postprocess_s", "morphometry_s", "write_s")
+STOCK_APP = '''
+import os
+import torch
+from monai.inferers import SimpleInferer
+from monai.networks.nets import UNet
+from monai.transforms import (Activationsd, AsDiscreted, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
+                              ScaleIntensityd, SqueezeDimd)
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+LABELS = {f"level{i}": i for i in range(1, 18)}
+
+
+class StockUNet(BasicInferTask):
+    def __init__(self, path):
+        super().__init__(path=path, network=UNet(2, 1, 18, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2),
+                         type=InferType.SEGMENTATION, labels=LABELS, dimension=2, description="stock UNet")
+
+    def pre_transforms(self, data=None):
+        return [LoadImaged(keys="image", reader="ITKReader"), EnsureChannelFirstd(keys="image"),
+                SqueezeDimd(keys="image", dim=-1), ScaleIntensityd(keys="image"),
+                Resized(keys="image", spatial_size=(256, 256))]
+
+    def inferer(self, data=None):
+        return SimpleInferer()
+
+    def post_transforms(self, data=None):
+        # MONAI Label's Restored mis-shapes an H×W×1 radiograph (docs/KNOWN-TRAPS.md): resize back instead.
+        shape = tuple(int(s) for s in data["image"].meta["spatial_shape"][:2])
+        return [EnsureTyped(keys="pred", device="cpu"), Activationsd(keys="pred", softmax=True),
+                AsDiscreted(keys="pred", argmax=True), Resized(keys="pred", spatial_size=shape, mode="nearest"),
+                SqueezeDimd(keys="pred", dim=0)]
+
+
+class StockApp(MONAILabelApp):
+    def __init__(self, app_dir, studies, conf):
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="stock")
+
+    def init_datastore(self):
+        return LocalDatastore(self.studies, extensions=["*.dcm"], auto_reload=False)
+
+    def init_infers(self):
+        return {"stock_unet": StockUNet(os.path.join(self.app_dir, "model.pt"))}
+'''
+
+
+def _rounds(client: MONAILabelClient, model: str, image_id: str, params: dict) -> tuple[float, dict]:
+    start = time.perf_counter()
+    _, result = client.infer(model, image_id, params)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--bundle", default=str(REPO / "sample-apps" / "spinemorph_levels"))
+    parser.add_argument("--out", default=str(REPO / "bench" / "out"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (image,) = simulate_studies(1, 42, tmp / "studies", SimConfig(size=(args.size, args.size), fov="lumbar"),
+                                    progress=False)
+        image_id = image.name[:-4]
+        stock = tmp / "stock_app"
+        stock.mkdir()
+        (stock / "main.py").write_text(textwrap.dedent(STOCK_APP))
+        torch.save(UNet(2, 1, 18, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2).state_dict(),
+                   stock / "model.pt")
+        ours_conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": args.bundle,
+                     "model_dir": tmp / "models"}
+        with running_server(tmp / "studies", ours_conf, tmp / "ours.log") as ours_url, \
+                running_server(tmp / "studies", {}, tmp / "stock.log", app=stock) as stock_url:
+            ours, theirs = MONAILabelClient(ours_url), MONAILabelClient(stock_url)
+            _rounds(ours, "spinemorph_levels", image_id, {})  # warm-up: first model load, first ITK read
+            _rounds(theirs, "stock_unet", image_id, {"result_extension": ".nii.gz"})
+            ours_t, theirs_t, stages = [], [], []
+            for _ in range(args.n):  # alternate, so both see the same machine load
+                t, result = _rounds(ours, "spinemorph_levels", image_id, {})
+                ours_t.append(t)
+                stages.append(result["timings"])
+                t, _ = _rounds(theirs, "stock_unet", image_id, {"result_extension": ".nii.gz"})
+                theirs_t.append(t)
+    med = {k: statistics.median(s[k] for s in stages) for k in STAGES}
+    ours_med, theirs_med = statistics.median(ours_t), statistics.median(theirs_t)
+    med["http_client_s"] = ours_med - sum(med.values())
+    print(f"Infer round trip, {args.size}×{args.size} DICOM DX, CPU ({torch.get_num_threads()} threads), "
+          f"median of {args.n} (no GPU lent to this run: GPU figures n/a)")
+    print(f"{'stage':16s} {'seconds':>8s}")
+    for k, v in med.items():
+        print(f"{k[:-2]:16s} {v:8.3f}")
+    print(f"{'SpineMorph total':16s} {ours_med:8.3f}   (labelmap + morphometry JSON)")
+    print(f"{'stock UNet total':16s} {theirs_med:8.3f}   (labelmap only)")
+    ratio = theirs_med / ours_med
+    verdict = "met" if ratio >= 1.5 else "NOT met"
+    print(f"SpineMorph is {ratio:.2f}x the speed of the stock pipeline (goal >= 1.5x: {verdict})")
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    left = 0.0
+    for k, v in med.items():
+        ax.barh("SpineMorph", v, left=left, label=k[:-2])
+        left += v
+    ax.barh("stock BasicInferTask UNet", theirs_med, color="grey")
+    ax.set_xlabel(f"seconds per infer round trip, {args.size}² DX, CPU")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "app_infer.png", dpi=110)
+    print(f"Wrote {out / 'app_infer.png'}")
+
+
+if __name__ == "__main__":
+    main()
