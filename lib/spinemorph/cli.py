@@ -113,7 +113,8 @@ def _segment(args: argparse.Namespace) -> None:
     image = read_radiograph(args.image)
     read = time.perf_counter()
     seg = segment(image.pixels, net, spec, args.device)
-    result = measure(seg.labels, image.spacing_mm, image.facing)
+    source = "PatientOrientation" if image.meta.get("format") == "dicom" else "file"
+    result = measure(seg.labels, image.spacing_mm, image.facing, facing_source=source)
     measured = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
