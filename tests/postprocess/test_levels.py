@@ -44,3 +44,20 @@ def test_one_component_per_level_and_a_missing_body_leaves_a_gap():
 
 def test_an_empty_prediction_stays_empty():
     assert not consistent_levels(np.zeros((20, 20), np.uint8)).any()
+
+
+def test_specks_do_not_lower_the_median_body():
+    """A large image's prediction has specks of stray levels: they go, and do not make gaps look like missing bodies."""
+    truth = column([16, 17, 18, 19, 20, 21, 22, 23], height=40, gap=10)
+    said = truth.copy()
+    for i, code in enumerate([9, 10, 11, 12, 9, 10, 11, 12, 13, 10, 11, 12]):
+        said[2 + 25 * (i % 12), 0] = code  # one-pixel specks down the left margin
+    assert np.array_equal(consistent_levels(said), truth)
+
+
+def test_bodies_cut_by_the_image_edge_keep_their_place():
+    """A body cut by the top or bottom edge has its centroid too close to its neighbour: no level is skipped."""
+    truth = column([14, 15, 16, 17, 18, 19], height=40, gap=10)[43:-45]  # first and last body: 7 and 5 rows
+    out = consistent_levels(truth)
+    assert np.unique(out).tolist() == [0, 14, 15, 16, 17, 18, 19]
+    assert np.array_equal(out, truth)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from spinemorph.postprocess.levels import clean_binary, consistent_levels
+from spinemorph.postprocess.levels import clean_binary, consistent_levels, level_positions
 
-__all__ = ["clean_binary", "consistent_levels"]
+__all__ = ["clean_binary", "consistent_levels", "level_positions"]

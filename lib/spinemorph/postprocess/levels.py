@@ -19,6 +19,7 @@ __all__ = ["clean_binary", "consistent_levels", "level_positions"]
 
 _EIGHT = np.ones((3, 3), bool)
 _MIN_AREA_FRACTION = 0.2  # of the median body
+_SPECK_FRACTION = 0.05  # of the largest body (for the median) or of the median body (a body cut by the edge)
 
 
 def clean_binary(mask: np.ndarray) -> np.ndarray:
@@ -44,6 +45,22 @@ def level_positions(rows, n_levels: int = len(TRAINED_LEVELS)) -> np.ndarray:
     beside = [min([gaps[j] for j in (i - 1, i + 1) if 0 <= j < len(gaps)] or [gaps[i]]) for i in range(len(gaps))]
     skipped = np.clip(np.round(gaps / np.maximum(np.array(beside), 1.0)), 2, n_levels)
     return np.cumsum(np.concatenate([[0], np.where(missing, skipped, 1)])).astype(int)
+
+
+def _positions(pieces: list, height: int, n_levels: int) -> np.ndarray:
+    """Return level positions of pieces sorted top to bottom; bodies cut by the top or bottom edge of the image
+    (whose centroids sit too close to their neighbours') take the next position, not part in the gap rule."""
+    cut = [p[3][0].start == 0 or p[3][0].stop == height for p in pieces]
+    whole = [i for i, c in enumerate(cut) if not c]
+    if not whole:
+        return level_positions([p[0] for p in pieces], n_levels)
+    first, last = whole[0], whole[-1]
+    middle = level_positions([p[0] for p in pieces[first:last + 1]], n_levels)
+    return np.concatenate([np.arange(first), first + middle, first + middle[-1] + np.arange(1, len(pieces) - last)])
+
+
+def _touches_edge(box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
+    return any(b.start == 0 or b.stop == n for b, n in zip(box, shape, strict=True))
 
 
 def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) -> np.ndarray:
@@ -72,10 +89,14 @@ def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVE
             pieces.append((float(rows.mean()), float(m.sum()), code, piece, m))
     if not pieces:
         return np.zeros(labels.shape, np.uint8)
-    median_area = float(np.median([p[1] for p in pieces]))
-    pieces = [p for p in pieces if p[1] >= _MIN_AREA_FRACTION * median_area]
+    # "The median body" must not count specks: on a large image, one misclassified pixel of the network's grid
+    # becomes a few dozen pixels of some level, and a dozen of them would drag the median down to their size.
+    areas = np.array([p[1] for p in pieces])
+    median_area = float(np.median(areas[areas >= _SPECK_FRACTION * areas.max()]))
+    pieces = [p for p in pieces if p[1] >= _MIN_AREA_FRACTION * median_area
+              or (p[1] >= _SPECK_FRACTION * median_area and _touches_edge(p[3], labels.shape))]
     pieces.sort(key=lambda p: p[0])
-    position = level_positions([p[0] for p in pieces], len(levels))
+    position = _positions(pieces, labels.shape[0], len(levels))
     index = {c: i for i, c in enumerate(levels)}
     said = np.array([index.get(p[2], -10**6) for p in pieces])
     weights = np.array([p[1] for p in pieces])
