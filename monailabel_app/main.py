@@ -20,10 +20,13 @@ from monailabel.tasks.activelearning.random import Random
 import spinemorph
 from lib.activelearning.scoring import EpistemicScore, LevelDice
 from lib.configs import CONFIGS, SegmentationConfig
+from lib.configs.hierarchical import HIERARCHICAL, HierarchicalConfig
 from lib.datastore import SpineMorphDatastore
 from lib.dicomweb import dicomweb_datastore
 from lib.infers.batch import BatchInfer
+from lib.infers.hierarchical import HierarchicalInfer
 from lib.infers.segmentation import SegmentationInfer
+from lib.trainers.hierarchical import TRAIN_TASKS, HierarchicalTrain
 from lib.trainers.segmentation import SegmentationTrain
 from spinemorph.levels import TRAINED_LEVELS, level_name
 
@@ -42,12 +45,15 @@ class SpineMorphApp(MONAILabelApp):
         model_dir = Path(conf.get("model_dir", root / "model"))
         bundles = Path(conf.get("sample_apps", root.parent / "sample-apps"))
         wanted = conf.get("models", "all")
-        names = list(CONFIGS) if wanted == "all" else [n.strip() for n in wanted.split(",") if n.strip()]
-        unknown = [n for n in names if n not in CONFIGS]
+        own = (HIERARCHICAL,)  # models with their own config class, not a SegmentationConfig
+        names = [*CONFIGS, *own] if wanted == "all" else [n.strip() for n in wanted.split(",") if n.strip()]
+        unknown = [n for n in names if n not in CONFIGS and n not in own]
         if unknown:
-            raise ValueError(f"Unknown models {unknown}: choose from {', '.join(CONFIGS)}.")
+            raise ValueError(f"Unknown models {unknown}: choose from {', '.join([*CONFIGS, *own])}.")
+        # Kim et al. 2019's two-network pipeline has its own config (two stages, two train tasks)
+        self.hierarchical = HierarchicalConfig.from_conf(conf, model_dir, bundles) if HIERARCHICAL in names else None
         self.configs = {}
-        for name in names:
+        for name in (n for n in names if n not in own):
             network, head, bundle = CONFIGS[name]
             initial = conf.get(f"{name}_weights") or (bundles / bundle if bundle else None)
             self.configs[name] = SegmentationConfig(name, network, head, model_dir / name / "model.pt",
@@ -64,10 +70,16 @@ class SpineMorphApp(MONAILabelApp):
         return SpineMorphDatastore(self.studies, extensions=IMAGE_EXTENSIONS, auto_reload=True)
 
     def init_infers(self):
-        return {name: SegmentationInfer(cfg) for name, cfg in self.configs.items()}
+        infers = {name: SegmentationInfer(cfg) for name, cfg in self.configs.items()}
+        if self.hierarchical is not None:
+            infers[HIERARCHICAL] = HierarchicalInfer(self.hierarchical)
+        return infers
 
     def init_trainers(self):
-        return {name: SegmentationTrain(cfg) for name, cfg in self.configs.items() if cfg.weights() is not None}
+        trainers = {name: SegmentationTrain(cfg) for name, cfg in self.configs.items() if cfg.weights() is not None}
+        if self.hierarchical is not None and self.hierarchical.ready():
+            trainers.update({name: HierarchicalTrain(self.hierarchical, stage) for name, stage in TRAIN_TASKS.items()})
+        return trainers
 
     def init_batch_infer(self):
         return BatchInfer()

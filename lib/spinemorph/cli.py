@@ -253,6 +253,10 @@ def _parser() -> argparse.ArgumentParser:
     bun.add_argument("--description", default="SpineMorph vertebral body segmentation, one label per level")
     bun.add_argument("--readme", help="Markdown for docs/README.md (data, commands, metrics)")
     bun.set_defaults(run=_bundle)
+
+    from spinemorph.hierarchical.cli import add_parsers as add_hierarchical  # Kim et al. 2019's pipeline
+
+    add_hierarchical(sub)
     return parser
 
 

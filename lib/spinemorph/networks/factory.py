@@ -11,6 +11,8 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from spinemorph.networks.heads import head_channels
+from spinemorph.networks.mnet import MNet
+from spinemorph.networks.posenet import PoseNet
 from spinemorph.networks.r2unet import MDR2UNet, R2UNet
 
 __all__ = ["NETWORKS", "build_network", "count_parameters", "mc_dropout", "PadToMultiple"]
@@ -23,11 +25,20 @@ class PadToMultiple(nn.Module):
         super().__init__()
         self.net, self.multiple = net, multiple
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs):
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        out = self.net(F.pad(x, (0, pw, 0, ph)) if ph or pw else x)
+        out = self.net(F.pad(x, (0, pw, 0, ph)) if ph or pw else x, **kwargs)
+        return _crop(out, h, w)
+
+
+def _crop(out, h: int, w: int):
+    """Return ``out`` cropped to (h, w): a tensor, or the dict or list of tensors a multi-output network returns."""
+    if isinstance(out, torch.Tensor):
         return out[..., :h, :w]
+    if isinstance(out, dict):
+        return {k: _crop(v, h, w) for k, v in out.items()}
+    return type(out)(_crop(v, h, w) for v in out)
 
 
 def _unet(in_channels: int, out_channels: int, features=(16, 32, 64, 128, 256), dropout: float = 0.0,
@@ -46,8 +57,18 @@ def _mdr2unet(in_channels: int, out_channels: int, features=(16, 32, 64, 128, 25
     return MDR2UNet(in_channels, out_channels, features, t, dropout)
 
 
+def _mnet(in_channels: int, out_channels: int, features=(16, 32, 64, 128, 256), dropout: float = 0.0) -> nn.Module:
+    return MNet(in_channels, out_channels, features, dropout)
+
+
+def _posenet(in_channels: int, out_channels: int, features=(16, 32, 64, 128, 256), dropout: float = 0.0) -> nn.Module:
+    return PoseNet(in_channels, out_channels, features, dropout)
+
+
 #: Name -> constructor(in_channels, out_channels, **kwargs). Register new networks here, explicitly.
-NETWORKS: dict[str, Callable[..., nn.Module]] = {"mdr2unet": _mdr2unet, "r2unet": _r2unet, "unet": _unet}
+#: ``mnet`` and ``posenet`` (Kim et al. 2019) return a dict of side outputs / stages in training mode.
+NETWORKS: dict[str, Callable[..., nn.Module]] = {"mdr2unet": _mdr2unet, "r2unet": _r2unet, "unet": _unet,
+                                                 "mnet": _mnet, "posenet": _posenet}
 
 
 def build_network(name: str, head: str = "levels", in_channels: int = 1, **kwargs) -> nn.Module:

@@ -13,7 +13,23 @@ LOSSES = ("dice", "dicebce", "dicece")
 
 
 def build_loss(name: str, head: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Return loss(logits (B, C, H, W), target (B, 1, H, W) of class indices) for a head."""
+    """Return loss(logits (B, C, H, W), target (B, 1, H, W) of class indices) for a head.
+
+    A network with side outputs (M-net) returns a dict in training mode; its loss is the mean of the side
+    outputs' losses (Kim et al. 2019, equations (7)-(8)).
+    """
+    return _mean_over_sides(_loss(name, head))
+
+
+def _mean_over_sides(loss: Callable) -> Callable:
+    def apply(logits, target):
+        if isinstance(logits, dict):
+            return torch.stack([loss(side, target) for side in logits["sides"]]).mean()
+        return loss(logits, target)
+    return apply
+
+
+def _loss(name: str, head: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}: use one of {', '.join(LOSSES)}.")
     if head == "binary":

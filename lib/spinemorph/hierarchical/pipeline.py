@@ -1,0 +1,182 @@
+"""The whole hierarchical pipeline on one radiograph: centres, levels, boxes, patches, level set, one labelmap.
+
+Pose-net sees the image fitted into its frame; its centres go back to the image's pixels, where equation (6)
+boxes them. Patches are cut from the full-resolution image, segmented, optionally refined by the level set, and
+pasted back: where two patches claim a pixel, the more confident one wins. The labelmap holds VerSe codes on the
+input's own grid and is measured with ``spinemorph.measure``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from spinemorph.hierarchical.boxes import Box, crop_patch, make_boxes, paste_patch
+from spinemorph.hierarchical.centres import Candidate, find_centres, name_centres
+from spinemorph.hierarchical.inputs import FitGeometry, full_resolution, pose_input
+from spinemorph.hierarchical.levelset import LevelSetOptions, refine_mask
+from spinemorph.hierarchical.model import HierarchicalModel
+from spinemorph.levels import TRAINED_LEVELS, level_name
+from spinemorph.measure import Morphometry, measure_radiograph
+
+__all__ = ["HierarchicalOptions", "HierarchicalResult", "locate", "segment_boxes", "refine_scores", "paste_back",
+           "run_hierarchical"]
+
+_L5_COLUMN = TRAINED_LEVELS.index(24)
+
+
+@dataclass(frozen=True)
+class HierarchicalOptions:
+    """How to run the pipeline.
+
+    Args:
+        view: "lumbar": the paper's five lowest centres as L1-L5; "auto": every accepted centre, named.
+        anchor: the level of the lowest centre, when known (e.g. "L5"); None: from the model.
+        level_set: refine each patch's mask with the level set.
+        window: the score window at the paper's 512-row input; scaled to the model's frame.
+        score_ratio: candidates under this share of the mean score are dropped.
+    """
+
+    view: str = "auto"
+    anchor: str | None = None
+    level_set: bool = True
+    window: int = 31
+    score_ratio: float = 0.5
+    levelset: LevelSetOptions = field(default_factory=LevelSetOptions)
+
+
+@dataclass
+class HierarchicalResult:
+    """The labelmap (VerSe codes, input grid), centres, boxes, flags, morphometry and timings of one image."""
+
+    labels: np.ndarray
+    centres: list[dict]
+    boxes: list[Box]
+    flags: list[str]
+    morphometry: Morphometry | None = None
+    rejected: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict (without the labelmap)."""
+        return {"centres": self.centres, "rejected_candidates": self.rejected,
+                "boxes": [{"level": c["level"], **b.to_dict()} for c, b in zip(self.centres, self.boxes, strict=False)],
+                "flags": self.flags, "morphometry": self.morphometry.to_dict() if self.morphometry else None,
+                "timings": {k: round(v, 4) for k, v in self.timings.items()}}
+
+
+def _votes(maps: np.ndarray, l5: np.ndarray, found: list[Candidate]) -> np.ndarray:
+    """Return (n, 17) level votes: per-level maps (if any) and the L5 map, max over 3×3 at each centre."""
+    votes = np.zeros((len(found), len(TRAINED_LEVELS)))
+    grown_l5 = ndimage.maximum_filter(l5, 3)
+    grown = ndimage.maximum_filter(maps[1:], (1, 3, 3)) if len(maps) > 1 else None
+    for i, c in enumerate(found):
+        r, col = int(round(c.row)), int(round(c.col))
+        if grown is not None:
+            votes[i] = grown[:, r, col]
+        votes[i, _L5_COLUMN] = max(votes[i, _L5_COLUMN], grown_l5[r, col])
+    return np.clip(votes, 0, None)
+
+
+def _on_image(candidate: Candidate, geometry: FitGeometry) -> bool:
+    r, c = geometry.to_image([(candidate.row, candidate.col)])[0]
+    return -0.5 <= r <= geometry.shape[0] - 0.5 and -0.5 <= c <= geometry.shape[1] - 0.5
+
+
+@torch.no_grad()
+def locate(pixels: np.ndarray, model: HierarchicalModel, options: HierarchicalOptions):
+    """Return (centres (n, 2) in image pixels, VerSe codes, candidates kept, rejected candidates, flags, geometry).
+
+    Only named centres are returned: the paper's five in a lumbar view, every accepted one otherwise.
+    """
+    x, geometry = pose_input(pixels, model.pose_spec.preprocessing)
+    out = model.posenet(x[None].to(model.device), all_outputs=True)
+    maps, l5 = out["centres"][0].float().cpu().numpy(), out["l5"][0, 0].float().cpu().numpy()
+    window = max(3, int(round(options.window * geometry.frame[0] / 512)) | 1)
+    found, rejected = find_centres(maps[0], window, options.score_ratio)
+    found = [c for c in found if _on_image(c, geometry)]  # a maximum in the padding is no vertebra
+    codes, flags = name_centres([c.row for c in found], _votes(maps, l5, found) if found else None, options.view,
+                                options.anchor)
+    kept = [(c, code) for c, code in zip(found, codes, strict=True) if code is not None]
+    points = geometry.to_image([(c.row, c.col) for c, _ in kept]) if kept else np.zeros((0, 2))
+    return points, [code for _, code in kept], [c for c, _ in kept], rejected, flags, geometry
+
+
+@torch.no_grad()
+def segment_boxes(full: np.ndarray, boxes: list[Box], model: HierarchicalModel) -> tuple[np.ndarray, np.ndarray]:
+    """Return the boxes' patches (N, P, P) of the full-resolution image and the patch network's body probability."""
+    size = model.patch_spec.preprocessing.size
+    if not boxes:
+        return np.zeros((0, size, size), np.float32), np.zeros((0, size, size), np.float32)
+    patches = np.stack([crop_patch(full, b, size) for b in boxes])
+    logits = model.patchnet(torch.as_tensor(patches)[:, None].to(model.device))
+    return patches, torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+
+
+def refine_scores(patches: np.ndarray, probs: np.ndarray, options: LevelSetOptions) -> list[np.ndarray]:
+    """Return each patch's level-set score: a 1-px ramp across the refined contour (above 0.5 inside)."""
+    return [np.clip(0.5 - refine_mask(x, y, options) / 2.0, 0.0, 1.0) for x, y in zip(patches, probs, strict=True)]
+
+
+def paste_back(scores: list[np.ndarray], boxes: list[Box], codes: list[int], shape: tuple[int, int]) -> np.ndarray:
+    """Return one labelmap: each box's score above 0.5 pasted with its code, the most confident patch winning."""
+    labels, best = np.zeros(shape, np.uint8), np.zeros(shape, np.float32)
+    for score, box, code in zip(scores, boxes, codes, strict=True):
+        full, where = paste_patch(score, box, shape)
+        win = (full > 0.5) & (full > best[where])
+        labels[where][win], best[where][win] = code, full[win]
+    for code in codes:  # one component per level, holes filled
+        comps, n = ndimage.label(labels == code)
+        if n > 1:
+            sizes = ndimage.sum_labels(np.ones(shape), comps, np.arange(1, n + 1))
+            labels[(comps > 0) & (comps != 1 + int(np.argmax(sizes)))] = 0
+        labels[ndimage.binary_fill_holes(labels == code) & (labels == 0)] = code
+    return labels
+
+
+def _centre_record(point, code: int, candidate: Candidate, image) -> dict:
+    rec = {"level": level_name(code), "code": int(code), "center_px": [round(float(v), 2) for v in point],
+           "score": round(candidate.score, 4), "peak": round(candidate.peak, 4)}
+    if image.spacing_mm:
+        rec["center_mm"] = [round(float(point[i]) * image.spacing_mm[i], 2) for i in (0, 1)]
+    rec["center_ras"] = [round(float(v), 3) for v in (image.affine @ np.array([point[0], point[1], 0.0, 1.0]))[:3]]
+    return rec
+
+
+def _rejected_record(candidate: Candidate, geometry: FitGeometry) -> dict:
+    point = geometry.to_image([(candidate.row, candidate.col)])[0]
+    return {"center_px": [round(float(v), 2) for v in point], "score": round(candidate.score, 4)}
+
+
+def run_hierarchical(image, model: HierarchicalModel, options: HierarchicalOptions = HierarchicalOptions(),
+                     measure: bool = True) -> HierarchicalResult:
+    """Return the pipeline's result on a ``spinemorph.io.Radiograph``: labelmap, centres, boxes and morphometry."""
+    times = {}
+    start = time.perf_counter()
+    points, codes, kept, rejected, flags, geometry = locate(image.pixels, model, options)
+    times["posenet_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    boxes = make_boxes(points) if len(points) >= 2 else []
+    full = full_resolution(image.pixels, model.patch_spec.preprocessing)
+    patches, scores = segment_boxes(full, boxes, model)
+    times["patches_s"] = time.perf_counter() - start
+    if options.level_set and boxes:
+        start = time.perf_counter()
+        scores = refine_scores(patches, scores, options.levelset)
+        times["level_set_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = paste_back(scores, boxes, codes if boxes else [], image.shape)
+    times["paste_s"] = time.perf_counter() - start
+    result = HierarchicalResult(labels, [_centre_record(p, c, k, image) for p, c, k in zip(points, codes, kept,
+                                                                                            strict=True)],
+                                boxes, flags, rejected=[_rejected_record(c, geometry) for c in rejected])
+    if measure:
+        start = time.perf_counter()
+        result.morphometry = measure_radiograph(labels, image)
+        times["morphometry_s"] = time.perf_counter() - start
+    result.timings = {**times, "total_s": sum(times.values())}
+    return result

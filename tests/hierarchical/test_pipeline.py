@@ -1,0 +1,88 @@
+"""The pipeline's stages joined, with stand-in networks whose outputs are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spinemorph.hierarchical.inputs import FitGeometry, pose_frame
+from spinemorph.hierarchical.model import HierarchicalModel
+from spinemorph.hierarchical.pipeline import HierarchicalOptions, run_hierarchical
+from spinemorph.hierarchical.targets import gaussian_maps
+from spinemorph.inference import ModelSpec
+from spinemorph.io import Radiograph, sagittal_affine
+from spinemorph.transforms import Preprocessing
+
+POSE = ModelSpec("posenet", "binary", {}, Preprocessing(size=128))
+PATCH = ModelSpec("mnet", "binary", {}, Preprocessing(size=32))
+
+
+class MapsOf(nn.Module):
+    """Pose-net stand-in: Gaussians at given image points (and the L5 map at the lowest)."""
+
+    def __init__(self, points, shape):
+        super().__init__()
+        g = FitGeometry.of(shape, pose_frame(POSE.preprocessing))
+        frame_points = g.to_frame(points)
+        self.centres = torch.as_tensor(gaussian_maps(frame_points, [12.0] * len(points), g.frame))
+        self.l5 = torch.as_tensor(gaussian_maps(frame_points[-1:], [12.0] * len(frame_points[-1:]), g.frame))
+
+    def forward(self, x, all_outputs=None):
+        return {"l5": self.l5[None], "centres": self.centres[None]}
+
+
+class Disc(nn.Module):
+    """Patch-network stand-in: a centred disc, a third of the patch across."""
+
+    def forward(self, x, all_outputs=None):
+        n = x.shape[-1]
+        r = torch.arange(n) - (n - 1) / 2
+        inside = (r[:, None] ** 2 + r[None, :] ** 2) < (n / 6) ** 2
+        return (inside.float() * 20 - 10).expand(x.shape[0], 1, n, n)
+
+
+def _image(points, shape=(200, 120)):
+    """Bright discs of radius 15 px (what the stand-in patch network outputs in 90-px boxes) on a noisy background."""
+    rows, cols = np.mgrid[:shape[0], :shape[1]]
+    discs = sum(((rows - r) ** 2 + (cols - c) ** 2 < 15**2) for r, c in points)
+    pixels = 1000 + 2000 * (discs > 0) + np.random.default_rng(0).normal(0, 50, shape)
+    return Radiograph(pixels, (0.5, 0.5), "PixelSpacing", "left", sagittal_affine((0.5, 0.5), "left"))
+
+
+def _model(points, shape=(200, 120)):
+    return HierarchicalModel(MapsOf(points, shape), POSE, Disc(), PATCH)
+
+
+POINTS = [(40.0, 60.0), (70.0, 62.0), (100.0, 63.0), (130.0, 62.0), (160.0, 60.0)]
+
+
+@pytest.mark.parametrize("level_set", [False, True])
+def test_five_centres_become_five_levels_in_the_input_geometry(level_set):
+    result = run_hierarchical(_image(POINTS), _model(POINTS), HierarchicalOptions(view="lumbar", level_set=level_set))
+    assert result.labels.shape == (200, 120) and result.flags == []
+    assert [c["level"] for c in result.centres] == ["L1", "L2", "L3", "L4", "L5"]
+    for c, (r, col) in zip(result.centres, POINTS, strict=True):
+        assert abs(c["center_px"][0] - r) < 1.5 and abs(c["center_px"][1] - col) < 1.5
+        assert result.labels[int(r), int(col)] == c["code"]
+    assert [b.side for b in result.boxes] == pytest.approx([90, 90, 90, 90, 90], abs=5)
+    assert {r["level"] for r in result.to_dict()["morphometry"]["vertebrae"]} == {"L1", "L2", "L3", "L4", "L5"}
+
+
+def test_one_centre_or_none_is_returned_with_a_flag_and_no_crash():
+    result = run_hierarchical(_image(POINTS[2:3]), _model(POINTS[2:3]))
+    assert len(result.centres) == 1 and "fewer_than_two_centres" in result.flags
+    assert result.boxes == [] and not result.labels.any()
+    result = run_hierarchical(_image([]), _model([]))
+    assert result.centres == [] and result.flags == ["no_centres"] and not result.labels.any()
+    assert result.to_dict()["morphometry"]["vertebrae"] == []
+
+
+def test_boxes_past_the_image_edge_are_padded():
+    points = [(3.0, 5.0), (40.0, 10.0), (75.0, 105.0)]
+    result = run_hierarchical(_image(points), _model(points), HierarchicalOptions(anchor="L5"))
+    top, left, _, _ = result.boxes[0].bounds()
+    assert top < 0 and left < 0
+    assert [c["level"] for c in result.centres] == ["L3", "L4", "L5"]
+    assert result.labels[40, 10] == 23 and result.labels[75, 105] == 24
