@@ -21,13 +21,16 @@ import spinemorph
 from lib.activelearning.scoring import EpistemicScore, LevelDice
 from lib.configs import CONFIGS, SegmentationConfig
 from lib.configs.hierarchical import HIERARCHICAL, HierarchicalConfig
+from lib.configs.vcf_detection import VCF_DETECTION, DetectionConfig
 from lib.datastore import SpineMorphDatastore
 from lib.dicomweb import dicomweb_datastore
 from lib.infers.batch import BatchInfer
 from lib.infers.hierarchical import HierarchicalInfer
 from lib.infers.segmentation import SegmentationInfer
+from lib.infers.vcf_detection import VcfDetectionInfer
 from lib.trainers.hierarchical import TRAIN_TASKS, HierarchicalTrain
 from lib.trainers.segmentation import SegmentationTrain
+from lib.trainers.vcf_detection import VcfDetectionTrain
 from spinemorph.levels import TRAINED_LEVELS, level_name
 
 log = logging.getLogger(__name__)
@@ -45,13 +48,15 @@ class SpineMorphApp(MONAILabelApp):
         model_dir = Path(conf.get("model_dir", root / "model"))
         bundles = Path(conf.get("sample_apps", root.parent / "sample-apps"))
         wanted = conf.get("models", "all")
-        own = (HIERARCHICAL,)  # models with their own config class, not a SegmentationConfig
+        own = (HIERARCHICAL, VCF_DETECTION)  # models with their own config class, not a SegmentationConfig
         names = [*CONFIGS, *own] if wanted == "all" else [n.strip() for n in wanted.split(",") if n.strip()]
         unknown = [n for n in names if n not in CONFIGS and n not in own]
         if unknown:
             raise ValueError(f"Unknown models {unknown}: choose from {', '.join([*CONFIGS, *own])}.")
         # Kim et al. 2019's two-network pipeline has its own config (two stages, two train tasks)
         self.hierarchical = HierarchicalConfig.from_conf(conf, model_dir, bundles) if HIERARCHICAL in names else None
+        # Paik et al. 2024's fracture detector: an instance model, served and trained through spinemorph.detection
+        self.detector = DetectionConfig.from_conf(conf, model_dir, bundles) if VCF_DETECTION in names else None
         self.configs = {}
         for name in (n for n in names if n not in own):
             network, head, bundle = CONFIGS[name]
@@ -73,12 +78,16 @@ class SpineMorphApp(MONAILabelApp):
         infers = {name: SegmentationInfer(cfg) for name, cfg in self.configs.items()}
         if self.hierarchical is not None:
             infers[HIERARCHICAL] = HierarchicalInfer(self.hierarchical)
+        if self.detector is not None:
+            infers[VCF_DETECTION] = VcfDetectionInfer(self.detector)
         return infers
 
     def init_trainers(self):
         trainers = {name: SegmentationTrain(cfg) for name, cfg in self.configs.items() if cfg.weights() is not None}
         if self.hierarchical is not None and self.hierarchical.ready():
             trainers.update({name: HierarchicalTrain(self.hierarchical, stage) for name, stage in TRAIN_TASKS.items()})
+        if self.detector is not None and self.detector.weights() is not None:
+            trainers[VCF_DETECTION] = VcfDetectionTrain(self.detector)
         return trainers
 
     def init_batch_infer(self):

@@ -43,3 +43,12 @@ def studies(tmp_path_factory):
     nifti = simulate_studies(1, 22, root / "nii", SimConfig(size=128, fov="lumbar"), fmt="nifti", progress=False)
     shutil.copy(nifti[0], root / "xray-nifti.nii.gz")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory):
+    """A tiny fracture detector overfitted on three 160 px radiographs (tests/detection/tiny.py): (studies, model)."""
+    from tests.detection.tiny import make_studies, train_tiny
+
+    root = make_studies(tmp_path_factory.mktemp("tiny_detector"))
+    return root, train_tiny(root)

@@ -257,6 +257,10 @@ def _parser() -> argparse.ArgumentParser:
     from spinemorph.hierarchical.cli import add_parsers as add_hierarchical  # Kim et al. 2019's pipeline
 
     add_hierarchical(sub)
+
+    from spinemorph.detection.cli import add_parsers as add_detection  # Paik et al. 2024's fracture detector
+
+    add_detection(sub)
     return parser
 
 

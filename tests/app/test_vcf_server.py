@@ -1,0 +1,66 @@
+"""The ``vcf_detection`` infer task in a real MONAI Label server, driven through monailabel's own client."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import requests
+from monailabel.client import MONAILabelClient
+
+from spinemorph.io import image_id, read_labelmap, read_radiograph
+from spinemorph.training import find_cases
+from tests.app.server import running_server
+
+
+@pytest.fixture(scope="module")
+def vcf_server(tiny_detector, tmp_path_factory):
+    studies, model = tiny_detector
+    published = tmp_path_factory.mktemp("vcf_published")
+    conf = {"models": "vcf_detection", "vcf_detection_weights": model, "model_dir": published}
+    with running_server(studies, conf, published / "server.log") as url:
+        yield url, studies
+
+
+def truth_of(studies, case_id: str) -> list[dict]:
+    case = next(c for c in find_cases(studies) if c.id == case_id)
+    return [v for v in json.loads(case.truth.read_text())["vertebrae"] if v["genant_grade"] >= 1]
+
+
+def test_info_lists_the_detector_and_its_trainer(vcf_server):
+    info = MONAILabelClient(vcf_server[0]).info()
+    model = info["models"]["vcf_detection"]
+    assert model["type"] == "detection" and model["dimension"] == 2
+    assert model["labels"]["T4"] == 11 and model["labels"]["L5"] == 24 and len(model["labels"]) == 14
+    assert "vcf_detection" in info["trainers"]
+
+
+def test_infer_returns_the_fracture_labelmap_in_the_image_geometry_and_the_detections(vcf_server):
+    url, studies = vcf_server
+    client = MONAILabelClient(url)
+    for case in find_cases(studies):
+        label_file, result = client.infer("vcf_detection", case.id, {})
+        labels, geometry = read_labelmap(label_file)
+        image = read_radiograph(case.image)
+        assert labels.shape == image.shape
+        np.testing.assert_allclose(geometry.affine, image.affine, atol=1e-6)
+        truth = truth_of(studies, case.id)
+        assert result["verdict"]["fracture"] == bool(truth)
+        if not truth:
+            assert result["detections"] == [] and not labels.any()
+            continue
+        (detection,) = result["detections"]
+        assert detection["level"] == truth[0]["level"] and detection["score"] >= 0.5
+        assert len(detection["box"]) == 4 and isinstance(detection["genant_grade"], int)
+        assert set(np.unique(labels)) == {0, truth[0]["code"]}
+        assert result["label_names"] == {truth[0]["level"]: truth[0]["code"]}
+        assert {"load_s", "preprocess_s", "network_s", "morphometry_s", "write_s"} <= set(result["timings"])
+
+
+def test_infer_refuses_a_threshold_outside_zero_to_one(vcf_server):
+    url, studies = vcf_server
+    some = image_id(find_cases(studies)[0].image)
+    reply = requests.post(f"{url}/infer/vcf_detection", params={"image": some, "output": "json"},
+                          data={"params": json.dumps({"threshold": 2})}, timeout=60)
+    assert reply.status_code == 422 and "between 0 and 1" in reply.text
