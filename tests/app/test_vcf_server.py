@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -64,3 +65,22 @@ def test_infer_refuses_a_threshold_outside_zero_to_one(vcf_server):
     reply = requests.post(f"{url}/infer/vcf_detection", params={"image": some, "output": "json"},
                           data={"params": json.dumps({"threshold": 2})}, timeout=60)
     assert reply.status_code == 422 and "between 0 and 1" in reply.text
+
+
+def test_training_publishes_a_detector_that_the_next_infer_uses(vcf_server):
+    url, studies = vcf_server
+    client = MONAILabelClient(url)
+    some = find_cases(studies)[0].id
+    before = client.infer("vcf_detection", some, {})[1]["weights"]
+    client.train_start("vcf_detection", {"max_epochs": 1, "batch_size": 2, "val_split": 0.0})
+    deadline, status = time.time() + 240, {}
+    while time.time() < deadline:
+        status = client.train_status()
+        if status.get("status") in ("DONE", "ERROR"):
+            break
+        time.sleep(2)
+    assert status.get("status") == "DONE", json.dumps(status)[-2000:]
+    stats = client.info()["train_stats"]["vcf_detection"]
+    assert stats["published"].endswith("vcf_detection/model.pt") and stats["started_from"] == before
+    after = client.infer("vcf_detection", some, {})[1]["weights"]
+    assert after == stats["published"] != before

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from fastapi import HTTPException
 from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.configs.hierarchical import HierarchicalConfig
-from lib.trainers.segmentation import PREFIX, _report
+from lib.trainers.segmentation import _report, publish
 from spinemorph.hierarchical.training import StageConfig, train_patches, train_posenet
 from spinemorph.inference import save_model
 from spinemorph.training import Case
@@ -74,15 +73,5 @@ class HierarchicalTrain(TrainTask):
                              val_fraction=float(options["val_split"]), init=str(initial))
         start = time.time()
         summary = (train_posenet if self.stage == "posenet" else train_patches)(config, cases, progress=_report)
-        best = run / "model.pt"
-        if not best.is_file():
-            raise HTTPException(500, f"Training the hierarchical {self.stage} stage produced no model.")
-        published = self.cfg.published / f"{self.stage}.pt"
-        tmp = published.with_suffix(".tmp")
-        shutil.copy(best, tmp)
-        os.replace(tmp, published)  # the next infer loads it
-        stats = {**summary, "published": str(published), "started_from": str(source),
-                 "seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        self._stats_path().write_text(json.dumps(stats, indent=1, default=str))
-        print(f"{PREFIX} {json.dumps({'done': True, **stats}, default=str)}", flush=True)
-        return stats
+        return publish(run / "model.pt", self.cfg.published / f"{self.stage}.pt", self._stats_path(), summary,
+                       source, start, f"the hierarchical {self.stage} stage")

@@ -70,18 +70,25 @@ class SegmentationTrain(TrainTask):
             summary = _torchrun(config, datastore)
         else:
             summary = train(config, cases, progress=_report)
-        best = run / "model.pt"
-        if not best.is_file():
-            raise HTTPException(500, f"Training {self.cfg.name} produced no model.")
-        self.cfg.published.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cfg.published.with_suffix(".tmp")
-        shutil.copy(best, tmp)
-        os.replace(tmp, self.cfg.published)  # the next infer loads it
-        stats = {**summary, "published": str(self.cfg.published), "started_from": str(initial),
-                 "seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        self.cfg.published.with_name("train_stats.json").write_text(json.dumps(stats, indent=1, default=str))
-        print(f"{PREFIX} {json.dumps({'done': True, **stats}, default=str)}", flush=True)
-        return stats
+        return publish(run / "model.pt", self.cfg.published, self.cfg.published.with_name("train_stats.json"),
+                       summary, initial, start, self.cfg.name)
+
+
+def publish(best: Path, published: Path, stats_path: Path, summary: dict, started_from, start: float,
+            what: str) -> dict:
+    """Replace ``published`` with the run's ``best`` model atomically (the next infer loads it); write, print and
+    return the run's stats."""
+    if not best.is_file():
+        raise HTTPException(500, f"Training {what} produced no model.")
+    published.parent.mkdir(parents=True, exist_ok=True)
+    tmp = published.with_suffix(".tmp")
+    shutil.copy(best, tmp)
+    os.replace(tmp, published)
+    stats = {**summary, "published": str(published), "started_from": str(started_from),
+             "seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    stats_path.write_text(json.dumps(stats, indent=1, default=str))
+    print(f"{PREFIX} {json.dumps({'done': True, **stats}, default=str)}", flush=True)
+    return stats
 
 
 def _report(row: dict) -> None:

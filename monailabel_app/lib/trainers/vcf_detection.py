@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from fastapi import HTTPException
 from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.configs.vcf_detection import DetectionConfig
-from lib.trainers.segmentation import PREFIX, _report
+from lib.trainers.segmentation import _report, publish
 from spinemorph.detection import load_detector
 from spinemorph.detection.training import DetectorTrainConfig, train_detector
 from spinemorph.training import Case
@@ -73,15 +72,5 @@ class VcfDetectionTrain(TrainTask):
                                      val_every=10_000, init=str(initial), minutes=float(options["minutes"]))
         start = time.time()
         summary = train_detector(config, cases, progress=_report)
-        best = run / "model.pt"
-        if not best.is_file():
-            raise HTTPException(500, f"Training {self.cfg.name} produced no model.")
-        self.cfg.published.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cfg.published.with_suffix(".tmp")
-        shutil.copy(best, tmp)
-        os.replace(tmp, self.cfg.published)  # the next infer loads it
-        stats = {**summary, "published": str(self.cfg.published), "started_from": str(initial),
-                 "seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        self.cfg.published.with_name("train_stats.json").write_text(json.dumps(stats, indent=1, default=str))
-        print(f"{PREFIX} {json.dumps({'done': True, **stats}, default=str)}", flush=True)
-        return stats
+        return publish(run / "model.pt", self.cfg.published, self.cfg.published.with_name("train_stats.json"),
+                       summary, initial, start, self.cfg.name)
