@@ -73,9 +73,10 @@ class RadiographDataset(Dataset):
     """
 
     def __init__(self, cases: list[Case], settings: Preprocessing, head: str, augment: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True, seed: int = 0) -> None:
         self.head, self.settings = head, settings
-        self.augment = train_augmentation() if augment else None
+        # MONAI's random transforms draw from OS entropy unless seeded: seeded, a run can be repeated exactly.
+        self.augment = train_augmentation().set_random_state(seed) if augment else None
         pre = settings.transforms(("image", "label"))
         self.images, self.targets = [], []
         for case in tqdm(cases, desc="preprocessing", unit="case", disable=not progress):
