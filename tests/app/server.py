@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -54,3 +55,15 @@ def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: floa
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def finished_training(client, timeout: float = 240.0) -> dict:
+    """Return the server's training status once the run is DONE; fail with its last lines if it is not."""
+    deadline, status = time.time() + timeout, {}
+    while time.time() < deadline:
+        status = client.train_status()
+        if status.get("status") in ("DONE", "ERROR"):
+            break
+        time.sleep(2)
+    assert status.get("status") == "DONE", json.dumps(status)[-2000:]
+    return status

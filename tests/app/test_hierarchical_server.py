@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import requests
 from monailabel.client import MONAILabelClient
 
 from spinemorph.io import read_labelmap, read_radiograph
-from tests.app.server import REPO, running_server
+from tests.app.server import REPO, finished_training, running_server
 
 BUNDLE = Path(os.environ.get("SPINEMORPH_HIERARCHICAL_BUNDLE", REPO / "sample-apps" / "spinemorph_hierarchical"))
 
@@ -78,13 +77,7 @@ def test_a_bad_option_gets_a_422(hier_server, studies):
 def test_each_stage_trains_from_the_final_labels_and_the_next_infer_uses_it(hier_server, studies, task, stage):
     c = MONAILabelClient(hier_server[0])
     c.train_start(task, {"max_steps": 2, "eval_every": 2, "batch_size": 2})
-    deadline, status = time.time() + 240, {}
-    while time.time() < deadline:
-        status = c.train_status()
-        if status.get("status") in ("DONE", "ERROR"):
-            break
-        time.sleep(2)
-    assert status.get("status") == "DONE", json.dumps(status)[-2000:]
+    finished_training(c)
     published = hier_server[1] / "hierarchical" / f"{stage}.pt"
     assert published.is_file()
     _, result = c.infer("hierarchical", _lumbar_image(studies)[0], {"level_set": False})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
 import nibabel as nib
@@ -14,6 +13,7 @@ from monailabel.client import MONAILabelClient
 from PIL import Image
 
 from spinemorph.io import Radiograph, read_labelmap, read_radiograph, write_labelmap
+from tests.app.server import finished_training
 
 
 def client(server) -> MONAILabelClient:
@@ -118,14 +118,7 @@ def test_training_publishes_a_model_that_the_next_infer_uses(server):
     c = client(server)
     before = c.infer("spinemorph_levels", next(iter(c.datastore()["objects"])), {})[1]["weights"]
     c.train_start("spinemorph_levels", {"max_epochs": 1, "batch_size": 2})
-    deadline = time.time() + 240
-    status = {}
-    while time.time() < deadline:
-        status = c.train_status()
-        if status.get("status") in ("DONE", "ERROR"):
-            break
-        time.sleep(2)
-    assert status.get("status") == "DONE", json.dumps(status)[-2000:]
+    status = finished_training(c)
     progress = [line for line in status["details"] if "SPINEMORPH_TRAIN" in line]
     assert progress and "val_level_dice" in progress[0]
     published = server[1] / "spinemorph_levels" / "model.pt"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from monailabel.client import MONAILabelClient
 
 from spinemorph.io import image_id, read_labelmap, read_radiograph
 from spinemorph.training import find_cases
-from tests.app.server import running_server
+from tests.app.server import finished_training, running_server
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +72,7 @@ def test_training_publishes_a_detector_that_the_next_infer_uses(vcf_server):
     some = find_cases(studies)[0].id
     before = client.infer("vcf_detection", some, {})[1]["weights"]
     client.train_start("vcf_detection", {"max_epochs": 1, "batch_size": 2, "val_split": 0.0})
-    deadline, status = time.time() + 240, {}
-    while time.time() < deadline:
-        status = client.train_status()
-        if status.get("status") in ("DONE", "ERROR"):
-            break
-        time.sleep(2)
-    assert status.get("status") == "DONE", json.dumps(status)[-2000:]
+    finished_training(client)
     stats = client.info()["train_stats"]["vcf_detection"]
     assert stats["published"].endswith("vcf_detection/model.pt") and stats["started_from"] == before
     after = client.infer("vcf_detection", some, {})[1]["weights"]

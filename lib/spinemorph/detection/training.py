@@ -10,7 +10,6 @@ the held-out cases are scored (mAP@0.5 and the per-patient accuracy), ``last.pt`
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -26,6 +25,7 @@ from spinemorph.detection.data import DetectionDataset, collate
 from spinemorph.detection.model import DetectorSpec
 from spinemorph.detection.validation import validate
 from spinemorph.training.data import Case, split_cases
+from spinemorph.training.trainer import append_csv
 from spinemorph.transforms import Preprocessing
 
 __all__ = ["DetectorTrainConfig", "train_detector"]
@@ -136,7 +136,7 @@ def _checkpoint(net, spec: DetectorSpec, val_ds, config: DetectorTrainConfig, de
     if row["val_score"] > state["best"]:
         state["best"] = row["val_score"]
         save_detector(net, spec, out / "model.pt", extra)
-    _log(out / "log.csv", row)
+    append_csv(out / "log.csv", row)
     log.info("step %d: %s", state["step"], row)
     if progress:
         progress({**row, "best": state["best"]})
@@ -181,12 +181,3 @@ def train_detector(config: DetectorTrainConfig, cases: list[Case],
     return {"best_val_score": state["best"], "steps": state["step"], "model": str(Path(config.out) / "model.pt"),
             "minutes": round((time.monotonic() - state["start"]) / 60, 2), "train_cases": len(train_cases),
             "val_cases": len(val_cases), "last": state["row"]}
-
-
-def _log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

@@ -8,7 +8,6 @@ steps on a held-out split, a CSV log, ``last.pt`` and, when validation improves,
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import logging
@@ -24,6 +23,7 @@ from spinemorph.hierarchical.datasets import PatchDataset, PoseDataset
 from spinemorph.inference.model import ModelSpec, save_model
 from spinemorph.networks import head_channels
 from spinemorph.training import build_loss, split_cases
+from spinemorph.training.trainer import append_csv
 from spinemorph.transforms import Preprocessing
 
 __all__ = ["StageConfig", "pose_loss", "train_posenet", "train_patches", "select_cases"]
@@ -132,7 +132,7 @@ def fit(config: StageConfig, train_ds, val_ds, loss_fn: Callable, key: str,
         scheduler.step(row[key])
         improved = best is None or (row[key] < best if lower else row[key] > best)
         best = row[key] if improved else best
-        _log(out / "log.csv", row)
+        append_csv(out / "log.csv", row)
         extra = {"config": asdict(config), "metrics": row}
         save_model(net, spec, out / "last.pt", extra)
         if improved:
@@ -157,15 +157,6 @@ def _initial(config: StageConfig):
 
         net.load_state_dict(load_model(config.init)[0].state_dict())
     return net.train()
-
-
-def _log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def train_posenet(config: StageConfig, cases, progress: Callable[[dict], None] | None = None) -> dict:

@@ -25,7 +25,7 @@ from spinemorph.training.data import Case, RadiographDataset, split_cases
 from spinemorph.training.losses import build_loss
 from spinemorph.transforms import Preprocessing
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "append_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def train(config: TrainConfig, cases: list[Case], progress: Callable[[dict], Non
         raise ValueError("No training cases: the studies folders hold no labelled images.")
     spec, out = config.spec(), Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_ds = RadiographDataset(train_cases, spec.preprocessing, spec.head, augment=True, progress=rank == 0)
+    train_ds = RadiographDataset(train_cases, spec.preprocessing, spec.head, augment=True, progress=rank == 0,
+                                 seed=config.seed + rank)
     val_ds = RadiographDataset(val_cases, spec.preprocessing, spec.head, progress=rank == 0)
     sampler = DistributedSampler(train_ds, seed=config.seed) if world > 1 else None
     loader = DataLoader(train_ds, config.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -210,14 +211,18 @@ def _writer(out: Path):
     return SummaryWriter(str(out / "tb"))
 
 
-def _log(out: Path, row: dict, writer) -> None:
-    path = out / "log.csv"
+def append_csv(path: Path, row: dict) -> None:
+    """Append ``row`` to the CSV log at ``path``, writing the header first if the file is new."""
     new = not path.exists()
     with open(path, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(row))
         if new:
             w.writeheader()
         w.writerow(row)
+
+
+def _log(out: Path, row: dict, writer) -> None:
+    append_csv(out / "log.csv", row)
     if writer is not None:
         for k, v in row.items():
             if k not in ("epoch", "step"):
