@@ -26,8 +26,9 @@ def tiny_model(tmp_path_factory):
     config = TrainConfig(out=str(root / "run"), network="mdr2unet", head="levels", loss="dicece", size=64,
                          kwargs={"features": (8, 16, 32, 64, 128), "dropout": 0.2}, epochs=12, batch_size=4,
                          val_fraction=0.1, lr=3e-3)
-    # One thread: the same model on every machine. With two, the order of float sums changes, and a minute of
-    # training lands on a different, sometimes much worse, model (seen: no measurable body on the 16-bit PNG).
+    # One thread (and the trainer's seeded augmentation): the same model on every run and machine. A minute of
+    # training is fragile: float sums in another order, or other augmentation draws, once gave a model that
+    # found no measurable body on the 16-bit PNG.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
