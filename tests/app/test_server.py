@@ -30,10 +30,19 @@ def idle(url: str, task: str, timeout: float = 180.0) -> None:
     raise TimeoutError(f"{task} still running after {timeout} s")
 
 
-def score(url: str, method: str) -> None:
-    """Run a scoring method to completion, after any background scoring the server started by itself."""
-    idle(url, "scoring")
-    done = requests.post(f"{url}/scoring/{method}", params={"run_sync": "true"}, timeout=180)
+def score(url: str, method: str, timeout: float = 180.0) -> None:
+    """Run a scoring method to completion, after any background scoring the server started by itself.
+
+    Saving a label makes MONAI Label start a scoring run of its own, which may begin just after ``idle`` has
+    returned: the server then answers 429, and we wait and ask again.
+    """
+    deadline = time.time() + timeout
+    while True:
+        idle(url, "scoring")
+        done = requests.post(f"{url}/scoring/{method}", params={"run_sync": "true"}, timeout=180)
+        if done.status_code != 429 or time.time() > deadline:
+            break
+        time.sleep(1)
     assert done.ok, done.text
 
 
