@@ -4,17 +4,10 @@ models/model.pt, docs/README.md and LICENSE.
 
 from __future__ import annotations
 
-import datetime
-import json
 from pathlib import Path
 
-import monai
-import numpy as np
-import torch
-
-import spinemorph
 from spinemorph.detection.checkpoint import load_detector
-from spinemorph.inference.bundle import _LICENSE
+from spinemorph.inference.bundle import metadata_header, write_bundle_files
 from spinemorph.networks import count_parameters
 
 __all__ = ["write_detector_bundle"]
@@ -28,21 +21,13 @@ def write_detector_bundle(checkpoint: str | Path, out: str | Path, version: str,
     """
     net, spec = load_detector(checkpoint)
     out = Path(out)
-    for sub in ("configs", "models", "docs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     size = spec.preprocessing.size
     classes = spec.class_names
     metadata = {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/"
-                  "meta_schema_20220324.json",
-        "version": version, "changelog": {version: changelog},
-        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__, "required_packages_version": {"spinemorph": spinemorph.__version__},
-        "name": out.name, "task": "Vertebral compression fracture detection on lateral spine radiographs: "
-                                  "instances (box, mask, score) whose classes are fractures by level",
-        "description": description, "authors": "SpineMorph", "copyright": "Copyright (c) 2026 SpineMorph",
-        "data_source": "SpineMorph simulated lateral radiographs with graded fractures, and DRRs of labelled CT",
-        "data_type": "dicom|nifti|png", "image_classes": "single channel radiograph, normalised to [0, 1]",
+        **metadata_header(out.name, version, changelog,
+                          "Vertebral compression fracture detection on lateral spine radiographs: instances (box, "
+                          "mask, score) whose classes are fractures by level", description,
+                          "SpineMorph simulated lateral radiographs with graded fractures, and DRRs of labelled CT"),
         "label_classes": ", ".join(f"{k}: {v}" for k, v in classes.items()),
         "parameters": count_parameters(net),
         "network_data_format": {
@@ -69,10 +54,6 @@ def write_detector_bundle(checkpoint: str | Path, out: str | Path, version: str,
                 "spinemorph.detection.inference.detect(pixels, net, spec, spacing, facing): it repeats the "
                 "preprocessing, maps boxes and masks back to the input grid and grades each mask.",
     }
-    (out / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2))
-    (out / "configs" / "inference.json").write_text(json.dumps(inference, indent=2))
-    torch.save(net.state_dict(), out / "models" / "model.pt")
-    (out / "docs" / "README.md").write_text(readme.replace("{date}", datetime.date.today().isoformat()))
-    (out / "LICENSE").write_text(_LICENSE)
+    write_bundle_files(out, metadata, inference, {"model.pt": net.state_dict()}, readme)
     load_detector(out)  # the bundle must load back
     return out

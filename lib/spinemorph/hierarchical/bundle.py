@@ -4,26 +4,16 @@ models/mnet.pt, docs/README.md and LICENSE. ``spinemorph.hierarchical.model.load
 
 from __future__ import annotations
 
-import datetime
-import json
 from pathlib import Path
 
-import monai
-import numpy as np
-import torch
-
-import spinemorph
 from spinemorph.hierarchical.inputs import pose_frame
 from spinemorph.hierarchical.model import STAGES, load_hierarchical
 from spinemorph.inference import load_model
-from spinemorph.inference.bundle import _LICENSE
+from spinemorph.inference.bundle import metadata_header, write_bundle_files
 from spinemorph.levels import TRAINED_LEVELS, level_name
 from spinemorph.networks import count_parameters
 
 __all__ = ["write_hierarchical_bundle"]
-
-_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
-
 
 def _pose_channels(n: int) -> dict[str, str]:
     names = {"0": "all vertebral centres (confidence map)"}
@@ -39,17 +29,12 @@ def _metadata(out: Path, version: str, changelog: str, pose, mnet) -> dict:
     image = {"type": "image", "format": "magnitude", "modality": "XR", "num_channels": 1, "dtype": "float32",
              "value_range": [0, 1], "is_patch_data": False, "channel_def": {"0": "image"}}
     return {
-        "schema": _SCHEMA, "version": version, "changelog": {version: changelog},
-        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__, "required_packages_version": {"spinemorph": spinemorph.__version__,
-                                                                       "itk": "5.4"},
-        "name": out.name, "task": "Vertebra detection, per-vertebra segmentation and level-set refinement on lateral "
-                                  "spine radiographs (Kim et al. 2019), one label per level",
-        "description": "Pose-net finds the vertebral centres, M-net segments a patch around each (equation (6) "
-                       "boxes), a level set refines each mask; the labelmap holds VerSe level codes.",
-        "authors": "SpineMorph", "copyright": "Copyright (c) 2026 SpineMorph",
-        "data_source": "SpineMorph simulated lateral radiographs", "data_type": "dicom|nifti|png",
-        "image_classes": "single channel radiograph, normalised to [0, 1]",
+        **metadata_header(out.name, version, changelog,
+                          "Vertebra detection, per-vertebra segmentation and level-set refinement on lateral "
+                          "spine radiographs (Kim et al. 2019), one label per level",
+                          "Pose-net finds the vertebral centres, M-net segments a patch around each (equation (6) "
+                          "boxes), a level set refines each mask; the labelmap holds VerSe level codes.",
+                          "SpineMorph simulated lateral radiographs", {"itk": "5.4"}),
         "label_classes": "VerSe level codes: " + ", ".join(f"{level_name(c)}: {c}" for c in TRAINED_LEVELS),
         "parameters": {"posenet": count_parameters(posenet), "mnet": count_parameters(patchnet)},
         "network_data_format": {
@@ -92,14 +77,8 @@ def write_hierarchical_bundle(posenet: str | Path, mnet: str | Path, out: str | 
     """Write the bundle folder ``out`` from the two training checkpoints and return it."""
     pose, patches = load_model(posenet), load_model(mnet)
     out = Path(out)
-    for sub in ("configs", "models", "docs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / "configs" / "metadata.json").write_text(json.dumps(_metadata(out, version, changelog, pose, patches),
-                                                              indent=2))
-    (out / "configs" / "inference.json").write_text(json.dumps(_inference(pose[1], patches[1]), indent=2))
-    for (net, _), name in zip((pose, patches), STAGES.values(), strict=True):
-        torch.save(net.state_dict(), out / "models" / name)
-    (out / "docs" / "README.md").write_text(readme.replace("{date}", datetime.date.today().isoformat()))
-    (out / "LICENSE").write_text(_LICENSE)
+    weights = {name: net.state_dict() for (net, _), name in zip((pose, patches), STAGES.values(), strict=True)}
+    write_bundle_files(out, _metadata(out, version, changelog, pose, patches), _inference(pose[1], patches[1]),
+                       weights, readme)
     load_hierarchical(out)  # the bundle must load back
     return out

