@@ -101,6 +101,7 @@ def _segment(args: argparse.Namespace) -> None:
     import torch
 
     from spinemorph.inference import load_model, segment
+    from spinemorph.inference.identity import weights_identity
     from spinemorph.io import image_id, read_radiograph, write_labelmap
     from spinemorph.measure import measure
     from spinemorph.measure.report import write_outputs
@@ -120,12 +121,14 @@ def _segment(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = image_id(args.image)
     write_labelmap(out / f"{stem}.labels.nii.gz", seg.labels, image)
-    write_outputs(result, out, stem, seg.labels, image.pixels)
+    model = weights_identity(args.model)
+    write_outputs(result, out, stem, seg.labels, image.pixels, extra={"model": model})
     done = time.perf_counter()
     print(result.table())
     print(f"{image.shape[0]}×{image.shape[1]} px: model load {loaded - start:.2f} s, image read {read - loaded:.2f} s, "
           f"segment + measure {measured - read:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in seg.timings.items())}), "
           f"write {done - measured:.2f} s; total {done - start:.2f} s on {args.device}")
+    print(f"Model {model['path']} version {model['version']}, weights SHA-256 {model['sha256']}")
     print(f"Wrote {out / (stem + '.labels.nii.gz')} (the image's geometry) and {stem}.morphometry.json/.csv/.png")
 
 

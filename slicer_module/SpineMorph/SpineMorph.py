@@ -170,6 +170,7 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume = self._parameterNode.inputVolume
             segmentation = self.logic.autoSegment(volume, self.ui.modelSelector.currentText)
             self._parameterNode.labels = segmentation
+            self.ui.statusLabel.text = f"Segmented by {segmentation.GetAttribute('SpineMorph.AnsweredBy')}."
 
     def onMeasure(self) -> None:
         """Measure the selected segmentation or labelmap (no server needed)."""
@@ -318,6 +319,7 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         """Return a segmentation node (one segment per level) from the server's ``model`` run on ``volume``."""
         from spinemorph.io import read_labelmap
         from SpineMorphLib import nodes
+        from SpineMorphLib.report import answered_by
 
         imageId = self._imageId(volume, "fetch one with Next sample")
         labelFile, self.lastInfer = self._server().infer(model, imageId, self.workdir)
@@ -329,6 +331,7 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
             log.warning("The label's geometry differs from the image's; it is shown on the image's grid.")
         segmentation = nodes.show_labels(self.scene, labels, volume, segmentation, f"{volume.GetName()} labels")
         segmentation.SetAttribute("SpineMorph.Model", model)
+        segmentation.SetAttribute("SpineMorph.AnsweredBy", answered_by(self.lastInfer))
         return segmentation
 
     def measure(self, labels, reference=None):
@@ -390,11 +393,11 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
     def exportReport(self, path: str | Path, volume=None) -> Path:
         """Write a short per-patient text report; return its path."""
         from SpineMorphLib.nodes import ATTR
-        from SpineMorphLib.report import patient_report
+        from SpineMorphLib.report import answered_by, patient_report
 
         keys = ("patient_id", "study_uid", "image_id")
         context = {k: volume.GetAttribute(ATTR[k]) for k in keys} if volume is not None else {}
-        Path(path).write_text(patient_report(self._measured(), {**context, "model": self.lastInfer.get("model")}))
+        Path(path).write_text(patient_report(self._measured(), {**context, "model": answered_by(self.lastInfer)}))
         return Path(path)
 
     def exportPng(self, path: str | Path, volume, labels=None, height: int = 768) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,12 +24,15 @@ def overlay_picture(result: Morphometry, labels: np.ndarray, image: np.ndarray |
 
 
 def write_outputs(result: Morphometry, out_dir: str | Path, stem: str, labels: np.ndarray,
-                  image: np.ndarray | None = None) -> dict[str, Path]:
-    """Write ``stem``.morphometry.json / .csv / .png into ``out_dir`` and return their paths."""
+                  image: np.ndarray | None = None, extra: dict | None = None) -> dict[str, Path]:
+    """Write ``stem``.morphometry.json / .csv / .png into ``out_dir`` and return their paths.
+
+    ``extra`` adds top-level keys to the JSON (for example the model that made the labelmap).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{stem}.morphometry.{k}" for k in ("json", "csv", "png")}
-    result.write_json(paths["json"])
+    paths["json"].write_text(json.dumps({**result.to_dict(), **(extra or {})}, indent=1))
     result.write_csv(paths["csv"])
     overlay_picture(result, labels, image).save(paths["png"])
     return paths

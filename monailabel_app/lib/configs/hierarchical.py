@@ -15,6 +15,7 @@ import torch
 
 from spinemorph.hierarchical.model import STAGES, HierarchicalModel
 from spinemorph.inference import ModelSpec, load_model
+from spinemorph.inference.identity import weights_identity
 
 __all__ = ["HIERARCHICAL", "HierarchicalConfig"]
 
@@ -47,6 +48,13 @@ class HierarchicalConfig:
         if self.initial is not None and (self.initial / "models" / STAGES[stage]).is_file():
             return self.initial
         return None
+
+    def identity(self) -> dict[str, dict[str, str]]:
+        """Return each stage's served weights: path, SHA-256 (12 hex digits) and version, as infer replies name them."""
+        idents = {s: weights_identity(self.stage_weights(s), STAGES[s]) for s in STAGES}
+        return {"weights": {s: i["path"] for s, i in idents.items()},
+                "weights_sha256": {s: i["sha256"] for s, i in idents.items()},
+                "model_version": {s: i["version"] for s, i in idents.items()}}
 
     def ready(self) -> bool:
         """Return True when both stages have weights."""

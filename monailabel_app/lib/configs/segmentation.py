@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from spinemorph.inference import load_model
+from spinemorph.inference.identity import weights_identity
 from spinemorph.levels import level_name
 from spinemorph.networks import LEVEL_CLASSES
 
@@ -48,6 +49,11 @@ class SegmentationConfig:
         if self.published.is_file():
             return self.published
         return self.initial if self.initial is not None and self.initial.exists() else None
+
+    def identity(self) -> dict[str, str]:
+        """Return the served weights' path, SHA-256 (12 hex digits) and version, as infer replies name them."""
+        ident = weights_identity(self.weights())
+        return {"weights": ident["path"], "weights_sha256": ident["sha256"], "model_version": ident["version"]}
 
     def model(self, device: str):
         """Return (network, spec), reloaded whenever the weights file changes, so a published model serves next."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spinemorph.detection import DetectorSpec, VcfMaskRCNN, load_detector
 from spinemorph.detection.model import LEVEL_SETS
+from spinemorph.inference.identity import weights_identity
 from spinemorph.levels import level_name
 
 __all__ = ["VCF_DETECTION", "DetectionConfig"]
@@ -51,6 +52,11 @@ class DetectionConfig:
         if self.published.is_file():
             return self.published
         return self.initial if self.initial is not None and self.initial.exists() else None
+
+    def identity(self) -> dict[str, str]:
+        """Return the served weights' path, SHA-256 (12 hex digits) and version, as infer replies name them."""
+        ident = weights_identity(self.weights())
+        return {"weights": ident["path"], "weights_sha256": ident["sha256"], "model_version": ident["version"]}
 
     def model(self, device: str) -> tuple[VcfMaskRCNN, DetectorSpec]:
         """Return (detector, spec), reloaded whenever the weights file changes, so a published model serves next."""

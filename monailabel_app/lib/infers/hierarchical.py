@@ -97,7 +97,7 @@ class HierarchicalInfer(InferTask):
             **body, "timings": {k: round(v, 4) for k, v in timings.items()}, "spacing_mm": image.spacing_mm,
             "facing": result.morphometry.facing if result.morphometry else image.facing,
             "shape": list(image.shape), "device": device, "view": options.view, "level_set": options.level_set,
-            "weights": {s: str(self.cfg.stage_weights(s)) for s in ("posenet", "patches")},
+            **self.cfg.identity(),
         }
 
 

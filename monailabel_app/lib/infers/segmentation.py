@@ -67,5 +67,5 @@ class SegmentationInfer(InferTask):
             "model": self.cfg.name, "label_names": levels, "morphometry": result.to_dict(),
             "timings": {k: round(v, 4) for k, v in times.items()},
             "spacing_mm": image.spacing_mm, "spacing_source": image.spacing_source, "facing": result.facing,
-            "shape": list(image.shape), "device": device, "weights": str(self.cfg.weights()),
+            "shape": list(image.shape), "device": device, **self.cfg.identity(),
         }

@@ -68,5 +68,5 @@ class VcfDetectionInfer(InferTask):
             "label_names": {d.level: d.code for d in result.detections},
             "box_order": "row0, col0, row1, col1 in image pixels",
             "timings": {k: round(v, 4) for k, v in times.items()}, "spacing_mm": image.spacing_mm,
-            "facing": image.facing, "shape": list(image.shape), "device": device, "weights": str(self.cfg.weights()),
+            "facing": image.facing, "shape": list(image.shape), "device": device, **self.cfg.identity(),
         }

@@ -18,6 +18,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.configs.hierarchical import HierarchicalConfig
 from lib.trainers.segmentation import _report, publish
+from spinemorph.hierarchical.model import STAGES
 from spinemorph.hierarchical.training import StageConfig, train_patches, train_posenet
 from spinemorph.inference import save_model
 from spinemorph.training import Case
@@ -74,4 +75,4 @@ class HierarchicalTrain(TrainTask):
         start = time.time()
         summary = (train_posenet if self.stage == "posenet" else train_patches)(config, cases, progress=_report)
         return publish(run / "model.pt", self.cfg.published / f"{self.stage}.pt", self._stats_path(), summary,
-                       source, start, f"the hierarchical {self.stage} stage")
+                       source, start, f"the hierarchical {self.stage} stage", STAGES[self.stage])

@@ -23,6 +23,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.configs.segmentation import SegmentationConfig
 from spinemorph.inference import load_model
+from spinemorph.inference.identity import publish_checkpoint, weights_identity
 from spinemorph.training import Case, TrainConfig, train
 
 __all__ = ["SegmentationTrain"]
@@ -37,8 +38,9 @@ class SegmentationTrain(TrainTask):
     def __init__(self, config: SegmentationConfig, defaults: dict | None = None) -> None:
         super().__init__(f"Fine-tune {config.name} ({config.network}, {config.head} head) on the final labels")
         self.cfg = config
+        # pretrained=False keeps the served network's architecture and starts from random weights.
         self.defaults = {"max_epochs": 10, "batch_size": 8, "val_split": 0.2, "lr": 1e-3, "minutes": 0,
-                         "multi_gpu": False, **(defaults or {})}
+                         "pretrained": True, "multi_gpu": False, **(defaults or {})}
 
     def config(self) -> dict:
         return dict(self.defaults)
@@ -61,9 +63,10 @@ class SegmentationTrain(TrainTask):
         if run.exists():
             shutil.rmtree(run)
         config = TrainConfig(out=str(run), network=spec.network, head=spec.head, kwargs=dict(spec.kwargs),
-                             loss="dicece" if spec.head == "levels" else "dice", size=spec.preprocessing.size,
+                             loss="dice" if spec.head == "binary" else "dicece", size=spec.preprocessing.size,
                              epochs=int(options["max_epochs"]), batch_size=int(options["batch_size"]),
-                             lr=float(options["lr"]), val_fraction=float(options["val_split"]), init=str(initial),
+                             lr=float(options["lr"]), val_fraction=float(options["val_split"]),
+                             init=str(initial) if _true(options["pretrained"]) else None,
                              time_budget_s=float(options["minutes"]) * 60)
         start = time.time()
         if options["multi_gpu"] and torch.cuda.device_count() > 1:
@@ -71,22 +74,33 @@ class SegmentationTrain(TrainTask):
         else:
             summary = train(config, cases, progress=_report)
         return publish(run / "model.pt", self.cfg.published, self.cfg.published.with_name("train_stats.json"),
-                       summary, initial, start, self.cfg.name)
+                       summary, initial, start, self.cfg.name, scratch=config.init is None)
+
+
+def _true(value) -> bool:
+    """Return a request option as a bool: JSON booleans, and "false"/"0"/"no" from a form."""
+    return value if isinstance(value, bool) else str(value).strip().lower() not in ("false", "0", "no", "")
 
 
 def publish(best: Path, published: Path, stats_path: Path, summary: dict, started_from, start: float,
-            what: str) -> dict:
-    """Replace ``published`` with the run's ``best`` model atomically (the next infer loads it); write, print and
-    return the run's stats."""
+            what: str, weights_name: str = "model.pt", scratch: bool = False) -> dict:
+    """Replace ``published`` with the run's ``best`` model atomically (the next infer loads it), versioned after
+    the weights it started from; write, print and return the run's stats, which name the new weights' SHA-256.
+
+    ``scratch``: the run kept ``started_from``'s architecture but not its weights.
+    """
     if not best.is_file():
         raise HTTPException(500, f"Training {what} produced no model.")
-    published.parent.mkdir(parents=True, exist_ok=True)
-    tmp = published.with_suffix(".tmp")
-    shutil.copy(best, tmp)
-    os.replace(tmp, published)
-    stats = {**summary, "published": str(published), "started_from": str(started_from),
-             "seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    stats_path.write_text(json.dumps(stats, indent=1, default=str))
+    base = weights_identity(started_from, weights_name)["version"].split("+")[0]
+    version = f"{base}+trained.{time.strftime('%Y%m%dT%H%M%S')}"
+    publish_checkpoint(best, published, version)
+    origin = f"random weights ({started_from}'s architecture)" if scratch else str(started_from)
+    stats = {**summary, "published": str(published), "sha256": weights_identity(published)["sha256"],
+             "version": version, "started_from": origin, "seconds": round(time.time() - start, 1),
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    tmp = stats_path.with_name(f".{stats_path.name}.tmp")
+    tmp.write_text(json.dumps(stats, indent=1, default=str))
+    os.replace(tmp, stats_path)
     print(f"{PREFIX} {json.dumps({'done': True, **stats}, default=str)}", flush=True)
     return stats
 
@@ -104,7 +118,7 @@ def _torchrun(config: TrainConfig, datastore) -> dict:
            "--features", *map(str, config.kwargs.get("features", (16, 32, 64, 128, 256))),
            "--dropout", str(config.kwargs.get("dropout", 0.0)), "--size", str(config.size), "--epochs",
            str(config.epochs), "--batch", str(config.batch_size), "--lr", str(config.lr), "--val-fraction",
-           str(config.val_fraction), "--init", str(config.init)]
+           str(config.val_fraction), *(["--init", str(config.init)] if config.init else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise HTTPException(500, f"Multi-GPU training failed: {done.stderr[-1000:]}")

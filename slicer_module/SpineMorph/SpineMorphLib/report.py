@@ -12,7 +12,18 @@ from spinemorph.measure import Morphometry
 from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
 from SpineMorphLib.records import table_headers, table_rows
 
-__all__ = ["write_table_csv", "patient_report", "render_overlay"]
+__all__ = ["write_table_csv", "patient_report", "render_overlay", "answered_by"]
+
+
+def answered_by(reply: dict) -> str:
+    """Return which model answered an infer reply, e.g. "spinemorph_levels 1.1.0 (weights 3f2a9c0d81be)"."""
+    if not reply.get("model"):
+        return ""
+    version, sha = reply.get("model_version"), reply.get("weights_sha256")
+    if isinstance(version, dict):  # a model of several networks names each one
+        version = ", ".join(f"{k} {v}" for k, v in version.items())
+        sha = ", ".join(f"{k} {v}" for k, v in sha.items())
+    return f"{reply['model']} {version or 'unversioned'} (weights {sha or 'unknown'})"
 
 
 def write_table_csv(path: str | Path, result: Morphometry) -> Path:
