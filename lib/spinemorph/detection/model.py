@@ -41,6 +41,7 @@ class DetectorSpec:
         channels, blocks, fpn_channels: backbone size.
         anchor_sizes, aspect_ratios: one anchor side per pyramid level; anchor width/height ratios.
         semantic: keep the per-level segmentation head (pretraining task and auxiliary loss).
+        box_hidden: width of the box head's two fully connected layers.
         preprocessing: the input pipeline; its size must be a multiple of 32.
     """
 
@@ -51,6 +52,7 @@ class DetectorSpec:
     anchor_sizes: tuple[int, ...] = (16, 32, 64, 128)
     aspect_ratios: tuple[float, ...] = (0.7, 1.0, 1.4)
     semantic: bool = True
+    box_hidden: int = 256
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(size=320))
 
     def __post_init__(self) -> None:
@@ -73,7 +75,7 @@ class DetectorSpec:
     def build(self) -> VcfMaskRCNN:
         """Return a freshly initialised detector of this spec."""
         return VcfMaskRCNN(len(self.codes), self.channels, self.blocks, self.fpn_channels, self.anchor_sizes,
-                           self.aspect_ratios, self.semantic)
+                           self.aspect_ratios, self.semantic, self.box_hidden)
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
@@ -96,6 +98,7 @@ class VcfMaskRCNN(nn.Module):
         channels, blocks, fpn_channels: backbone size (``ResNetFPN``).
         anchor_sizes, aspect_ratios: RPN anchors.
         semantic: add the per-level segmentation head on P2.
+        box_hidden: width of the box head's fully connected layers.
 
     ``forward(images (B, 1, S, S), targets)`` returns a dict of losses; in eval mode ``forward(images)``
     returns one dict per image: boxes (N, 4, row0 col0 row1 col1), scores (N,), classes (N, 1-based),
@@ -110,13 +113,14 @@ class VcfMaskRCNN(nn.Module):
     """
 
     def __init__(self, classes: int, channels=(16, 32, 64, 128), blocks=(2, 2, 2, 2), fpn_channels: int = 64,
-                 anchor_sizes=(16, 32, 64, 128), aspect_ratios=(0.7, 1.0, 1.4), semantic: bool = True) -> None:
+                 anchor_sizes=(16, 32, 64, 128), aspect_ratios=(0.7, 1.0, 1.4), semantic: bool = True,
+                 box_hidden: int = 256) -> None:
         super().__init__()
         if len(anchor_sizes) != len(STRIDES):
             raise ValueError(f"anchor_sizes needs one side per pyramid level ({len(STRIDES)}), not {anchor_sizes}.")
         self.backbone = ResNetFPN(1, channels, blocks, fpn_channels)
         self.rpn = RegionProposalNetwork(fpn_channels, anchor_sizes, aspect_ratios)
-        self.roi_heads = RoIHeads(fpn_channels, classes, STRIDES)
+        self.roi_heads = RoIHeads(fpn_channels, classes, STRIDES, box_hidden=box_hidden)
         self.semantic = SemanticHead(fpn_channels, len(LEVEL_CLASSES)) if semantic else None
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):

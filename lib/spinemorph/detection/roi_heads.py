@@ -38,16 +38,18 @@ class RoIHeads(nn.Module):
         jitter: randomly shifted copies of each ground-truth box added to the regions in training, so that a
             fracture has positives before the RPN has learned to propose it.
         score_threshold, nms_threshold, detections_per_image: inference.
+        box_hidden: width of the box head's fully connected layers.
     """
 
     def __init__(self, channels: int, classes: int, strides: Sequence[int], box_pool: int = 7, mask_pool: int = 14,
                  batch_per_image: int = 64, positive_fraction: float = 0.25, masks_per_image: int = 24, jitter: int = 4,
-                 score_threshold: float = 0.05, nms_threshold: float = 0.5, detections_per_image: int = 50) -> None:
+                 score_threshold: float = 0.05, nms_threshold: float = 0.5, detections_per_image: int = 50,
+                 box_hidden: int = 256) -> None:
         super().__init__()
         self.classes = classes
         self.box_pool = MultiScaleRoIAlign(strides, box_pool)
         self.mask_pool = MultiScaleRoIAlign(strides, mask_pool)
-        self.box_head = BoxHead(channels, box_pool, classes)
+        self.box_head = BoxHead(channels, box_pool, classes, box_hidden)
         self.mask_head = MaskHead(channels)
         self.matcher = IoUMatcher(0.5, 0.5)
         self.coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))

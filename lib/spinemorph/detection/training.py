@@ -53,6 +53,7 @@ class DetectorTrainConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     blocks: tuple[int, ...] = (2, 2, 2, 2)
     fpn_channels: int = 64
+    box_hidden: int = 256
     epochs: int = 20
     batch_size: int = 4
     lr: float = 0.02
@@ -79,7 +80,8 @@ class DetectorTrainConfig:
     def spec(self) -> DetectorSpec:
         """Return the detector spec this run trains."""
         return DetectorSpec(levels=self.levels, channels=tuple(self.channels), blocks=tuple(self.blocks),
-                            fpn_channels=self.fpn_channels, preprocessing=Preprocessing(size=self.size))
+                            fpn_channels=self.fpn_channels, box_hidden=self.box_hidden,
+                            preprocessing=Preprocessing(size=self.size))
 
 
 def _initial(config: DetectorTrainConfig, spec: DetectorSpec, device: torch.device):

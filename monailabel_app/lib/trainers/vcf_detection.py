@@ -67,6 +67,7 @@ class VcfDetectionTrain(TrainTask):
         shutil.rmtree(run, ignore_errors=True)
         config = DetectorTrainConfig(out=str(run), levels=spec.levels, size=spec.preprocessing.size,
                                      channels=spec.channels, blocks=spec.blocks, fpn_channels=spec.fpn_channels,
+                                     box_hidden=spec.box_hidden,
                                      epochs=int(options["max_epochs"]), batch_size=int(options["batch_size"]),
                                      lr=float(options["lr"]), warmup_steps=10, val_fraction=float(options["val_split"]),
                                      val_every=10_000, init=str(initial), minutes=float(options["minutes"]))
