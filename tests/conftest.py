@@ -1,42 +1,33 @@
-"""Fixtures shared by the app and the Slicer tests: a tiny trained model and a small studies folder."""
+"""Fixtures shared by the app and the Slicer tests: small models read from tests/fixtures/ and a studies folder."""
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from spinemorph.data.dataset import simulate_studies
 from spinemorph.data.simulate import SimConfig
 from spinemorph.inference import load_model
 from spinemorph.io import read_radiograph
-from spinemorph.training import TrainConfig, find_cases, train
+
+FIXTURES = Path(__file__).with_name("fixtures")
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A small per-level MDR2-UNet (64² input), trained for a minute so that it finds bodies."""
-    root = tmp_path_factory.mktemp("tiny")
-    simulate_studies(24, 11, root / "train", SimConfig(size=128, fov="lumbar", fracture_rate=0.3), fmt="nifti",
-                     progress=False)
-    torch.manual_seed(0)
-    config = TrainConfig(out=str(root / "run"), network="mdr2unet", head="levels", loss="dicece", size=64,
-                         kwargs={"features": (8, 16, 32, 64, 128), "dropout": 0.2}, epochs=12, batch_size=4,
-                         val_fraction=0.1, lr=3e-3)
-    # One thread (and the trainer's seeded augmentation): the same model on every run and machine. A minute of
-    # training is fragile: float sums in another order, or other augmentation draws, once gave a model that
-    # found no measurable body on the 16-bit PNG.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(config, find_cases(root / "train"))
-    finally:
-        torch.set_num_threads(threads)
-    load_model(root / "run" / "model.pt")  # readable
-    return root / "run" / "model.pt"
+def tiny_model():
+    """A small per-level MDR2-UNet (128² input, 0.2 dropout) that finds the bodies of the studies below.
+
+    Read from tests/fixtures/, never trained in the run: a model trained for a minute lands elsewhere on another
+    CPU (other kernels sum floats in another order), a model read from a file does not. tests/fixtures/README.md
+    gives the command that made it.
+    """
+    path = FIXTURES / "tiny_levels.pt"
+    load_model(path)  # readable
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +46,8 @@ def studies(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_detector(tmp_path_factory):
-    """A tiny fracture detector overfitted on three 160 px radiographs (tests/detection/tiny.py): (studies, model)."""
-    from tests.detection.tiny import make_studies, train_tiny
+    """A tiny fracture detector overfitted on three 160 px radiographs, read from tests/fixtures/ (made by
+    tests/detection/tiny.py), and those three radiographs: (studies, model)."""
+    from tests.detection.tiny import FIXTURE, make_studies
 
-    root = make_studies(tmp_path_factory.mktemp("tiny_detector"))
-    return root, train_tiny(root)
+    return make_studies(tmp_path_factory.mktemp("tiny_detector")), FIXTURE

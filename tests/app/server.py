@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
+import math
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,3 +71,47 @@ def finished_training(client, timeout: float = 240.0) -> dict:
         time.sleep(2)
     assert status.get("status") == "DONE", json.dumps(status)[-2000:]
     return status
+
+
+@contextmanager
+def watching(path: Path, every: float = 0.01):
+    """Read ``path`` over and over in a thread while the block runs; yield the set of SHA-256 digests seen (None
+    while it is absent). A file written in place shows up as digests of its partial states; one renamed into
+    place shows only its whole versions."""
+    seen: set[str | None] = set()
+    stop = threading.Event()
+
+    def look() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(hashlib.sha256(path.read_bytes()).hexdigest()[:12])
+            except FileNotFoundError:
+                seen.add(None)
+            time.sleep(every)
+
+    thread = threading.Thread(target=look, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def assert_training_mechanics(published: Path, log_csv: Path, stats: dict, seen: set, loss: str = "train_loss",
+                              falls: bool = True, before: frozenset = frozenset()) -> None:
+    """Check what a finished train task must leave, whatever the floats came to on this CPU: a finite loss in
+    every logged row (the sum of the ``loss`` columns, a prefix; falling from the first row to the last when
+    ``falls``), the published file whole and alone
+    (no temporary file beside it; the watcher saw only its whole versions: the new one, or those in ``before``),
+    and the stats naming its SHA-256 and a trained version."""
+    rows = list(csv.DictReader(open(log_csv)))
+    losses = [sum(float(v) for k, v in r.items() if k.startswith(loss)) for r in rows]
+    assert losses and all(math.isfinite(v) for v in losses), losses
+    if falls:
+        assert losses[-1] < losses[0], losses
+    digest = hashlib.sha256(published.read_bytes()).hexdigest()[:12]
+    assert stats["published"] == str(published) and stats["sha256"] == digest, stats
+    assert "+trained." in stats["version"], stats["version"]
+    assert not [p.name for p in published.parent.iterdir() if p.name.endswith(".tmp")]
+    assert seen - {None} <= {digest, *before}, seen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 import requests
 from monailabel.client import MONAILabelClient
 
+from spinemorph.hierarchical.model import STAGES
 from spinemorph.io import read_labelmap, read_radiograph
-from tests.app.server import REPO, finished_training, running_server
+from tests.app.server import REPO, assert_training_mechanics, finished_training, running_server, watching
 
 BUNDLE = Path(os.environ.get("SPINEMORPH_HIERARCHICAL_BUNDLE", REPO / "sample-apps" / "spinemorph_hierarchical"))
 
@@ -73,12 +75,30 @@ def test_a_bad_option_gets_a_422(hier_server, studies):
     assert response.status_code == 422 and "view" in response.json()["detail"]
 
 
+def test_infer_names_each_stages_weights(hier_server, studies):
+    _, result = MONAILabelClient(hier_server[0]).infer("hierarchical", _lumbar_image(studies)[0], {"level_set": False})
+    version = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
+    for stage, file in STAGES.items():
+        assert result["weights"][stage] == str(BUNDLE) and result["model_version"][stage] == version
+        digest = hashlib.sha256((BUNDLE / "models" / file).read_bytes()).hexdigest()[:12]
+        assert result["weights_sha256"][stage] == digest
+
+
 @pytest.mark.parametrize("task,stage", [("hierarchical_mnet", "patches"), ("hierarchical_posenet", "posenet")])
 def test_each_stage_trains_from_the_final_labels_and_the_next_infer_uses_it(hier_server, studies, task, stage):
+    """The mechanics of each stage's train task, never the quality of what two steps learned."""
     c = MONAILabelClient(hier_server[0])
-    c.train_start(task, {"max_steps": 2, "eval_every": 2, "batch_size": 2})
-    finished_training(c)
+    image_id = _lumbar_image(studies)[0]
+    before = c.infer("hierarchical", image_id, {"level_set": False})[1]
     published = hier_server[1] / "hierarchical" / f"{stage}.pt"
-    assert published.is_file()
-    _, result = c.infer("hierarchical", _lumbar_image(studies)[0], {"level_set": False})
+    with watching(published) as seen:
+        c.train_start(task, {"max_steps": 2, "eval_every": 2, "batch_size": 2})
+        finished_training(c)
+    stats = c.info()["train_stats"][task]
+    assert_training_mechanics(published, published.with_name(f"{stage}-run") / "log.csv", stats, seen, falls=False)
+    _, result = c.infer("hierarchical", image_id, {"level_set": False})
     assert result["weights"][stage] == str(published)
+    assert result["weights_sha256"][stage] == stats["sha256"] != before["weights_sha256"][stage]
+    assert result["model_version"][stage] == stats["version"]
+    other = next(s for s in STAGES if s != stage)
+    assert result["weights_sha256"][other] == before["weights_sha256"][other]  # the other stage is untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -11,7 +12,8 @@ from monailabel.client import MONAILabelClient
 
 from spinemorph.io import image_id, read_labelmap, read_radiograph
 from spinemorph.training import find_cases
-from tests.app.server import finished_training, running_server
+from tests.app.server import assert_training_mechanics, finished_training, running_server, watching
+from tests.detection.tiny import FIXTURE
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def vcf_server(tiny_detector, tmp_path_factory):
     published = tmp_path_factory.mktemp("vcf_published")
     conf = {"models": "vcf_detection", "vcf_detection_weights": model, "model_dir": published}
     with running_server(studies, conf, published / "server.log") as url:
-        yield url, studies
+        yield url, studies, published
 
 
 def truth_of(studies, case_id: str) -> list[dict]:
@@ -37,7 +39,7 @@ def test_info_lists_the_detector_and_its_trainer(vcf_server):
 
 
 def test_infer_returns_the_fracture_labelmap_in_the_image_geometry_and_the_detections(vcf_server):
-    url, studies = vcf_server
+    url, studies, _ = vcf_server
     client = MONAILabelClient(url)
     for case in find_cases(studies):
         label_file, result = client.infer("vcf_detection", case.id, {})
@@ -59,7 +61,7 @@ def test_infer_returns_the_fracture_labelmap_in_the_image_geometry_and_the_detec
 
 
 def test_infer_refuses_a_threshold_outside_zero_to_one(vcf_server):
-    url, studies = vcf_server
+    url, studies, _ = vcf_server
     some = image_id(find_cases(studies)[0].image)
     reply = requests.post(f"{url}/infer/vcf_detection", params={"image": some, "output": "json"},
                           data={"params": json.dumps({"threshold": 2})}, timeout=60)
@@ -67,13 +69,21 @@ def test_infer_refuses_a_threshold_outside_zero_to_one(vcf_server):
 
 
 def test_training_publishes_a_detector_that_the_next_infer_uses(vcf_server):
-    url, studies = vcf_server
+    """The mechanics of the train task; the loss falling is tests/detection's (one logged row here)."""
+    url, studies, models = vcf_server
     client = MONAILabelClient(url)
     some = find_cases(studies)[0].id
-    before = client.infer("vcf_detection", some, {})[1]["weights"]
-    client.train_start("vcf_detection", {"max_epochs": 1, "batch_size": 2, "val_split": 0.0})
-    finished_training(client)
+    before = client.infer("vcf_detection", some, {})[1]
+    assert before["weights_sha256"] == hashlib.sha256(FIXTURE.read_bytes()).hexdigest()[:12]
+    published = models / "vcf_detection" / "model.pt"
+    with watching(published) as seen:
+        client.train_start("vcf_detection", {"max_epochs": 1, "batch_size": 2, "val_split": 0.0})
+        finished_training(client)
     stats = client.info()["train_stats"]["vcf_detection"]
-    assert stats["published"].endswith("vcf_detection/model.pt") and stats["started_from"] == before
-    after = client.infer("vcf_detection", some, {})[1]["weights"]
-    assert after == stats["published"] != before
+    assert_training_mechanics(published, published.with_name("run") / "log.csv", stats, seen, loss="train_",
+                              falls=False)
+    assert stats["started_from"] == before["weights"]
+    after = client.infer("vcf_detection", some, {})[1]
+    assert after["weights"] == stats["published"] != before["weights"]
+    assert after["weights_sha256"] == stats["sha256"] != before["weights_sha256"]
+    assert after["model_version"] == stats["version"]

@@ -90,7 +90,8 @@ def step_infer(logic, volume) -> tuple:
         np.testing.assert_allclose(s.GetColor(), np.array(level_color(level_code(s.GetName()))) / 255, atol=1e-6)
     labels, _ = read_labelmap(next(Path(logic.workdir).glob(f"{volume.GetAttribute(ATTR['image_id'])}-*.nii.gz")))
     np.testing.assert_array_equal(nodes.labels_of(logic.scene, seg, volume)[0], labels)
-    return seg, {"segments": names, "weights": logic.lastInfer["weights"]}
+    return seg, {"segments": names, "weights": logic.lastInfer["weights"], "sha": logic.lastInfer["weights_sha256"],
+                  "answered_by": seg.GetAttribute("SpineMorph.AnsweredBy")}
 
 
 def step_measure(logic, seg, volume) -> dict:
@@ -201,7 +202,7 @@ def step_submit(logic, seg, volume, url: str, studies: Path) -> tuple:
     return following, {"image": done, "levels": names, "next": nxt}
 
 
-def step_train(logic, volume, weights_before: str) -> dict:
+def step_train(logic, volume, sha_before: str) -> dict:
     """7. Train runs on the server while polling never blocks; the next infer uses the published model."""
     logic.startTraining(MODEL, maxEpochs=1, batchSize=2)
     seen, slowest, deadline = [], 0.0, time.time() + 300
@@ -215,9 +216,10 @@ def step_train(logic, volume, weights_before: str) -> dict:
     check(progress.status == "DONE", f"training ended {progress.status}: {progress.message}")
     check(progress.fraction == 1.0 and slowest < 0.1, f"progress {progress}, slowest poll {slowest:.3f} s")
     logic.autoSegment(volume, MODEL)
-    check(logic.lastInfer["weights"] != weights_before, "the next infer did not use the trained model")
+    check(logic.lastInfer["weights_sha256"] != sha_before, "the next infer did not use the trained model")
     return {"status": progress.status, "message": progress.message, "fractions": seen, "slowest_poll_s": slowest,
-            "weights": logic.lastInfer["weights"]}
+            "weights": logic.lastInfer["weights"], "sha": logic.lastInfer["weights_sha256"],
+            "version": logic.lastInfer["model_version"]}
 
 
 def step_stop(logic) -> dict:
@@ -310,7 +312,7 @@ def main(argv: list[str]) -> int:
     summary["5_drag"] = step_drag(logic)
     logic.exportPng(out / "dragged.png", disk_volume, labelmap)
     following, summary["6_submit"] = step_submit(logic, seg, volume, url, studies)
-    summary["7_train"] = step_train(logic, following, summary["2_infer"]["weights"])
+    summary["7_train"] = step_train(logic, following, summary["2_infer"]["sha"])
     summary["stop"] = step_stop(logic)
     times["loop_s"] = round(time.perf_counter() - start, 2)
     summary["times"] = times

@@ -17,7 +17,7 @@ from SpineMorphLib.dependencies import missing_requirements, repository_lib
 from SpineMorphLib.grid import PlaneGrid
 from SpineMorphLib.markups import height_lines, move_line, records_with_points
 from SpineMorphLib.records import labels_from_export, regrade, row_colors, set_station, table_headers, table_rows
-from SpineMorphLib.report import patient_report, render_overlay, write_table_csv
+from SpineMorphLib.report import answered_by, patient_report, render_overlay, write_table_csv
 from SpineMorphLib.sample import box_spine
 from SpineMorphLib.training import TrainingMonitor, train_progress
 from tests.slicer.conftest import REPO
@@ -188,3 +188,12 @@ def test_exports(boxes, tmp_path):
 def test_dependencies_come_from_the_repository():
     assert repository_lib() == REPO / "lib"
     assert missing_requirements() == []
+
+
+def test_an_infer_reply_names_the_model_that_answered():
+    reply = {"model": "spinemorph_levels", "model_version": "1.1.0", "weights_sha256": "3f2a9c0d81be"}
+    assert answered_by(reply) == "spinemorph_levels 1.1.0 (weights 3f2a9c0d81be)"
+    stages = {"model": "hierarchical", "model_version": {"posenet": "1.0", "patches": "1.0+trained.x"},
+              "weights_sha256": {"posenet": "aa", "patches": "bb"}}
+    assert answered_by(stages) == "hierarchical posenet 1.0, patches 1.0+trained.x (weights posenet aa, patches bb)"
+    assert answered_by({}) == "" and answered_by({"model": "m"}) == "m unversioned (weights unknown)"

@@ -42,7 +42,9 @@ def test_1_next_sample_gives_a_volume_and_every_format_loads(loop):
 
 
 def test_2_infer_gives_segments_named_by_level(loop):
-    names = loop[0]["2_infer"]["segments"]
+    step = loop[0]["2_infer"]
+    assert step["answered_by"] == f"spinemorph_levels fixture-1 (weights {step['sha']})"
+    names = step["segments"]
     assert names and all(level_code(n) in TRAINED_LEVELS for n in names)  # T1-L5, named as the server named them
 
 
@@ -74,7 +76,8 @@ def test_7_training_polls_without_blocking_and_the_next_infer_uses_it(loop):
     step = loop[0]["7_train"]
     assert step["status"] == "DONE" and step["slowest_poll_s"] < 0.1
     assert step["fractions"][-1] == 1.0 and "epoch 1/1" in step["message"]
-    assert step["weights"].endswith("spinemorph_levels/model.pt")
+    assert step["weights"].endswith("spinemorph_levels/model.pt") and step["version"].startswith("fixture-1+trained.")
+    assert step["sha"] != loop[0]["2_infer"]["sha"]
     assert loop[0]["stop"]["status"] == "STOPPED"
 
 
