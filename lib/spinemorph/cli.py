@@ -15,13 +15,16 @@ __all__ = ["main"]
 def _simulate(args: argparse.Namespace) -> None:
     from spinemorph.data.dataset import simulate_studies
     from spinemorph.data.deformity import parse_fracture
+    from spinemorph.data.randomise import Randomisation
     from spinemorph.data.simulate import SimConfig
 
     fractures = tuple(parse_fracture(f) for f in args.fracture or ())
     config = SimConfig(fov=args.fov, size=int(args.size) if args.size.isdigit() else args.size,
-                       projection=args.projection, fracture_rate=args.fracture_rate, fractures=fractures)
+                       projection=args.projection, fracture_rate=args.fracture_rate, fractures=fractures,
+                       irregularity=args.irregularity, label_sacrum=args.label_sacrum)
+    randomisation = None if args.randomise is None else Randomisation(strength=args.randomise)
     paths = simulate_studies(args.n, args.seed, args.out, config, args.format, args.preview,
-                             labelled_fraction=args.labelled_fraction)
+                             labelled_fraction=args.labelled_fraction, randomisation=randomisation)
     print(f"Wrote {len(paths)} radiographs, labels and truth to {args.out}")
 
 
@@ -29,12 +32,27 @@ def _drr(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from spinemorph.data.drr import DrrConfig, render_drrs
+    from spinemorph.data.xray import Exposure
 
+    exposure = None if args.kvp is None else Exposure(kvp=args.kvp)
     given = {"rotations": args.rotations and tuple(args.rotations), "tilts": args.tilts and tuple(args.tilts),
-             "spacing_mm": args.spacing, "sdd_mm": args.sdd, "source": args.source, "seed": args.seed}
+             "spacing_mm": args.spacing, "sdd_mm": args.sdd, "source": args.source, "seed": args.seed,
+             "exposure": exposure}
     config = DrrConfig(**{k: v for k, v in given.items() if v is not None})  # unset flags keep DrrConfig's defaults
     if args.projection == "parallel":
         config = replace(config, sdd_mm=None)
+    if args.random:
+        from spinemorph.data.ct_cases import CaseConfig, render_random_drrs
+        from spinemorph.data.ct_fracture import parse_lesion
+        from spinemorph.data.randomise import Randomisation
+
+        case = CaseConfig(drr=config, fracture_rate=args.fracture_rate, endplate_rate=args.endplate_rate,
+                          lesions=tuple(parse_lesion(f) for f in args.fracture or ()), exposure=exposure)
+        randomisation = None if args.randomise is None else Randomisation(strength=args.randomise)
+        paths = render_random_drrs(args.ct, args.vertebrae, args.out, args.random, case, config.seed, args.labels,
+                                   args.format, args.preview, randomisation=randomisation)
+        print(f"Wrote {len(paths)} random DRRs, body labels and truth to {args.out}")
+        return
     paths = render_drrs(args.ct, args.vertebrae, args.out, config, args.labels, args.format, args.preview)
     print(f"Wrote {len(paths)} DRRs, body labels and truth to {args.out}")
 
@@ -178,6 +196,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
     sim.add_argument("--labelled-fraction", type=float, default=1.0,
                      help="share of images that get a label in labels/final (default 1; truth JSON is always written)")
+    sim.add_argument("--irregularity", type=float, default=1.0,
+                     help="degeneration, bone texture and overlapping ribs/iliac crests, 0 (smooth phantom) to 2 "
+                          "(default 1)")
+    sim.add_argument("--randomise", type=float, nargs="?", const=1.0, default=None, metavar="STRENGTH",
+                     help="domain randomisation of every image (crop, processing, inversion, collimation, markers, "
+                          "text, grid, noise), at STRENGTH (default 1 when given; off without the flag)")
+    sim.add_argument("--label-sacrum", action="store_true",
+                     help="keep S1 (26) in the labels: the anchor an 'anchored' model learns to name the levels from")
     sim.set_defaults(run=_simulate)
 
     drr = sub.add_parser("drr", help="render lateral DRRs of a CT, with vertebral-body labels, into a studies folder")
@@ -195,9 +221,24 @@ def _parser() -> argparse.ArgumentParser:
     drr.add_argument("--sdd", type=float, help="source-detector distance in mm (default 1100)")
     drr.add_argument("--source", choices=["right", "left"],
                      help="the patient's side the source is on (default right: a left lateral, facing left)")
-    drr.add_argument("--seed", type=_non_negative_int, help="detector noise seed (default 0)")
+    drr.add_argument("--seed", type=_non_negative_int, help="detector noise seed; with --random, the series seed "
+                     "(default 0)")
     drr.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
     drr.add_argument("--preview", action="store_true", help="also write PNG overlays to OUT/previews")
+    drr.add_argument("--kvp", type=float, help="tube voltage (default 85 kVp; with --random, drawn from 60-120 "
+                     "unless given)")
+    drr.add_argument("--random", type=_non_negative_int, default=0, metavar="N",
+                     help="render N training images instead, each with a random pose (rotation ±15°, tilt ±8°, "
+                          "source side), exposure, anatomy changes and fractures made in the CT")
+    drr.add_argument("--randomise", type=float, nargs="?", const=1.0, default=None, metavar="STRENGTH",
+                     help="with --random: pass every image through the domain-randomisation chain (as simulate's)")
+    drr.add_argument("--fracture-rate", type=float, default=0.3,
+                     help="with --random: share of images with one to three fractures (default 0.3)")
+    drr.add_argument("--endplate-rate", type=float, default=0.1,
+                     help="with --random: share of images with an endplate depression (default 0.1)")
+    drr.add_argument("--fracture", action="append", metavar="LEVEL:KIND:REDUCTION",
+                     help="with --random: put this lesion in every image instead of random ones, e.g. T8:wedge:0.3 "
+                          "(kinds: wedge, biconcave, crush, endplate); repeatable")
     drr.set_defaults(run=_drr)
 
     mea = sub.add_parser("measure", help="six-point morphometry, VCR and Genant grade of a labelmap")

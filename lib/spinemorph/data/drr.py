@@ -9,12 +9,14 @@ which gives the same line integrals, and the image faces right.
 
 Rays are cast shear-warp style: the sagittal slice at x reaches the detector magnified by SDD / (SOD - x), so
 each slice is one affine resampling of the CT onto the detector, summed along x, times the step and the ray's
-obliquity; the line integrals go through ``spinemorph.data.detector.expose``. The detector frames the whole
-patient, and sits ``_DETECTOR_GAP_MM`` beyond the patient's detector-side skin. Each body is cast the same way
-as a path length (inside where its trilinearly sampled mask is at least 0.5), and a pixel belongs to the level
-its ray crosses for longest: the simulator's rule. The few pixels a level wins apart from its main region
-(where oblique rays make two bodies overlap) go to the next longest path, so each level is one region. S1
-takes part in the rule but is not labelled, as in the simulator.
+obliquity. Two volumes are cast, the soft-tissue and the bone densities, into mass path lengths; a polychromatic
+beam turns them into transmission and an effective line integral (``spinemorph.data.xray``), which goes through
+``spinemorph.data.detector.expose``. The detector frames the whole patient, and sits ``_DETECTOR_GAP_MM`` beyond
+the patient's detector-side skin. Each body is cast the same way as a path length (inside where its trilinearly
+sampled mask is at least 0.5), and a pixel belongs to the level its ray crosses for longest: the simulator's
+rule. The few pixels a level wins apart from its main region (where oblique rays make two bodies overlap) go to
+the next longest path, so each level is one region. S1 is labelled when the mask holds it: it anchors level
+names.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from spinemorph.conventions import near_edge_codes
 from spinemorph.data.ct import CtVolume, apply_affine, load_ct
 from spinemorph.data.detector import Detector, expose
 from spinemorph.data.geometry import Projection
-from spinemorph.data.phantom import MU
 from spinemorph.data.primitives import rotation
 from spinemorph.data.studies import FORMATS, case_id, write_case
-from spinemorph.levels import level_code, level_name
+from spinemorph.data.xray import Exposure, effective_line
+from spinemorph.levels import level_name
 
-__all__ = ["DrrConfig", "Drr", "world_from_ras", "render_drr", "render_drrs"]
+__all__ = ["DrrConfig", "Drr", "world_from_ras", "pose", "render_labels", "mass_paths", "render_drr", "render_drrs"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class DrrConfig:
         bits: 12 or 16 bits stored.
         margin_mm: where the body cut lies, anterior of the spinal canal's anterior wall.
         seed: seeds the detector noise.
+        exposure: tube voltage, filtration, mAs and heel effect (``spinemorph.data.xray.Exposure``).
     """
 
     rotations: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -70,6 +73,7 @@ class DrrConfig:
     bits: int = 12
     margin_mm: float = 1.0
     seed: int = 0
+    exposure: Exposure = Exposure()
 
     def __post_init__(self) -> None:
         if not self.rotations or not self.tilts:
@@ -195,10 +199,8 @@ def _body_paths(ct: CtVolume, to_world: np.ndarray, proj: Projection,
     """Return, per body that reaches the detector, its code, pixel box and path length (mm) at each pixel of it."""
     out = []
     for part in ct.parts:
-        crop_to_world = to_world @ ct.to_ras
-        crop_to_world[:3, 3] += crop_to_world[:3, :3] @ part.start
-        corners = np.array(np.meshgrid(*[[0, n - 1] for n in part.mask.shape], indexing="ij")).reshape(3, -1)
-        corners = apply_affine(crop_to_world, corners.astype(float))
+        crop_to_world = to_world @ part.to_ras
+        corners = apply_affine(to_world, part.corners_ras)
         box = proj.bbox(corners)
         if box is None:
             continue
@@ -235,42 +237,60 @@ def _owners(paths: list, shape: tuple[int, int]) -> np.ndarray:
     return labels
 
 
-def render_drr(ct: CtVolume, rotation_deg: float = 0.0, tilt_deg: float = 0.0, config: DrrConfig = DrrConfig()) -> Drr:
-    """Return one DRR of ``ct`` at a pose, with its body labels and truth; the same pose and seed, the same noise."""
+def pose(ct: CtVolume, rotation_deg: float, tilt_deg: float, config: DrrConfig) -> tuple[np.ndarray, Projection]:
+    """Return the RAS-to-world affine of a pose and the detector that frames the patient in it."""
     to_world = world_from_ras(ct, rotation_deg, tilt_deg, config.source)
-    patient = apply_affine(to_world, ct.patient_ras)
-    proj = _projection(patient, config)
+    return to_world, _projection(apply_affine(to_world, ct.patient_ras), config)
+
+
+def render_labels(ct: CtVolume, to_world: np.ndarray, proj: Projection) -> np.ndarray:
+    """Return the body labelmap (uint8 VerSe codes) of ``ct`` posed by ``to_world`` on the detector ``proj``."""
+    return _owners(_body_paths(ct, to_world, proj, _obliquity(proj)), proj.shape)
+
+
+def mass_paths(ct: CtVolume, to_world: np.ndarray, proj: Projection) -> tuple[np.ndarray, np.ndarray]:
+    """Return the soft-tissue and bone mass path lengths (g/cm²) at each detector pixel."""
     h, w = proj.shape
-    oblique = _obliquity(proj)
-    line = _cast(ct.mu, np.linalg.inv(to_world @ ct.mu_to_ras), proj, (0, h, 0, w), _slices(patient[0], ct.step_mm),
-                 support=patient)
-    line *= oblique * np.float32(ct.step_mm)
-    labels = _owners(_body_paths(ct, to_world, proj, oblique), proj.shape)
-    noise = np.random.default_rng([config.seed, *(int(round(a * 1000)) % 2**32 for a in (rotation_deg, tilt_deg))])
-    image = expose(line, proj.pitch_mm, Detector(bits=config.bits), noise)
-    truth = _truth(ct, to_world, proj, labels, config, (rotation_deg, tilt_deg))
-    labels[labels == level_code("S1")] = 0  # S1 owns its pixels but is not a labelled body, as in the simulator
+    patient = apply_affine(to_world, ct.patient_ras)
+    xs, inverse = _slices(patient[0], ct.step_mm), np.linalg.inv(to_world @ ct.grid_to_ras)
+    scale = _obliquity(proj) * np.float32(ct.step_mm / 10.0)  # g/cm³ · mm to g/cm²
+    return tuple(_cast(v, inverse, proj, (0, h, 0, w), xs, support=patient) * scale for v in (ct.soft, ct.bone))
+
+
+def render_drr(ct: CtVolume, rotation_deg: float = 0.0, tilt_deg: float = 0.0, config: DrrConfig = DrrConfig(),
+               detector: Detector | None = None, rng: np.random.Generator | None = None) -> Drr:
+    """Return one DRR of ``ct`` at a pose, with its body labels and truth.
+
+    ``detector`` defaults to the configured bits with the exposure's quanta; ``rng`` draws the noise, by default
+    seeded by the seed and the pose, so that the same pose always gives the same image.
+    """
+    to_world, proj = pose(ct, rotation_deg, tilt_deg, config)
+    labels = render_labels(ct, to_world, proj)
+    line = effective_line(*mass_paths(ct, to_world, proj), config.exposure)
+    detector = detector or Detector(bits=config.bits, photons=config.exposure.photons(proj.sdd_mm))
+    if rng is None:
+        rng = np.random.default_rng([config.seed, *(int(round(a * 1000)) % 2**32 for a in (rotation_deg, tilt_deg))])
+    image = expose(line, proj.pitch_mm, detector, rng)
+    truth = _truth(ct, to_world, proj, labels, config, (rotation_deg, tilt_deg), detector)
     return Drr(image, labels, truth, proj)
 
 
 def _truth(ct: CtVolume, to_world: np.ndarray, proj: Projection, labels: np.ndarray, config: DrrConfig,
-           pose: tuple[float, float]) -> dict:
+           angles: tuple[float, float], detector: Detector) -> dict:
     """Return the truth of one DRR, in the simulator's keys where they apply."""
     h, w = proj.shape
     border = near_edge_codes(labels)
     area = np.bincount(labels.ravel(), minlength=256)
     vertebrae = []
     for part in ct.parts:
-        if part.code == level_code("S1") or area[part.code] == 0:
+        if area[part.code] == 0:
             continue
         centre = proj.project(apply_affine(to_world, part.center_ras[:, None]))[:, 0]
         vertebrae.append({"level": level_name(part.code), "code": part.code,
                           "truncated": bool(part.truncated or part.code in border),
                           "center_px": centre.round(4).tolist(), "area_px": int(area[part.code])})
-    canal = ct.bodies.canal
-    seen = np.flatnonzero(canal.found)
-    ks = np.arange(seen.min(), seen.max() + 1)
-    canal_px = proj.project(apply_affine(to_world @ ct.to_ras, np.stack([*canal.center[ks].T, ks]).astype(float)))
+    canal_px = proj.project(apply_affine(to_world, ct.canal_ras))
+    ex = config.exposure
     return {
         "source": "ct-drr", "ct": ct.names[0], "mask": ct.names[1], "facing": proj.facing,
         "patient_orientation": ["P", "F"] if proj.facing == "left" else ["A", "F"],
@@ -278,9 +298,13 @@ def _truth(ct: CtVolume, to_world: np.ndarray, proj: Projection, labels: np.ndar
         "spacing_note": "detector mm: divide by magnification for the isocentre plane through the spine",
         "projection": "parallel" if proj.parallel else "perspective",
         "sdd_mm": proj.sdd_mm, "sod_mm": None if proj.parallel else proj.sod_mm,
-        "magnification": proj.magnification, "bits_stored": config.bits, "source_side": config.source,
-        "patient": {"axial_rotation_deg": float(pose[0]), "tilt_deg": float(pose[1])},
-        "mu_water_per_mm": MU["soft"], "ray_step_mm": ct.step_mm,
+        "magnification": proj.magnification, "bits_stored": detector.bits, "source_side": config.source,
+        "patient": {"axial_rotation_deg": float(angles[0]), "tilt_deg": float(angles[1])},
+        "xray": {"kvp": ex.kvp, "filtration_mm_al": ex.filtration_mm_al, "mas": ex.mas, "heel": ex.heel,
+                 "heel_angle_deg": ex.heel_angle_deg, "mean_energy_kev": round(ex.spectrum.mean_kev, 3),
+                 "photons_per_0.15mm_pixel": detector.photons, "scatter_to_primary": detector.scatter_to_primary,
+                 "blur_mm": detector.blur_mm, "bone_boost": ex.bone_boost},
+        "ray_step_mm": ct.step_mm,
         "body_extraction": {"method": "canal-wall cut, spinemorph.data.bodies", "margin_mm": config.margin_mm},
         "vertebrae": vertebrae,
         "landmarks": {"canal_center_px": canal_px.T.round(2).tolist()},

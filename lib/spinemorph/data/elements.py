@@ -1,4 +1,5 @@
-"""Skeleton around the vertebral bodies: discs, posterior elements, ribs, sternum, sacrum and iliac wings.
+"""Skeleton around the vertebral bodies: discs, posterior elements, ribs, sternum, sacrum and iliac wings, and
+the marks of degeneration: anterior osteophytes, Schmorl nodes and endplate undulation.
 
 All of it shows in the image; none of it is in the body labels.
 """
@@ -9,7 +10,7 @@ import numpy as np
 
 from spinemorph.data.primitives import Ellipsoid, Frame, Slab, rotation
 
-__all__ = ["discs", "posterior", "ribs", "pelvis"]
+__all__ = ["discs", "posterior", "ribs", "pelvis", "degenerative"]
 
 
 def _local(body, xyz, rot=None) -> Frame:
@@ -94,8 +95,12 @@ _RIB_SHAPE = {
 }
 
 
-def ribs(bodies, mu: float, s: float, habitus: float) -> list:
-    """Return both ribs of every thoracic level as chains of short elliptic cylinders, plus the sternum."""
+def ribs(bodies, mu: float, s: float, habitus: float, shift=((0.0, 0.0), (0.0, 0.0))) -> list:
+    """Return both ribs of every thoracic level as chains of short elliptic cylinders, plus the sternum.
+
+    ``shift`` moves the right and the left ribs (anterior mm, caudal mm, at scale 1; the head half as far
+    forward), so that a lateral view shows them over the posterior bodies as often as real films do.
+    """
     out = []
     half_width, half_depth = 135.0 * s * habitus**0.3, 95.0 * s
     for body in bodies:
@@ -106,13 +111,16 @@ def ribs(bodies, mu: float, s: float, habitus: float) -> list:
         centre = body.outer.frame.center
         b, a, h = body.outer.b, body.outer.a, body.baseline.hp
         y_chest = centre[1] + b + 30.0 * s - dc
-        for side in (-1.0, 1.0):
+        for side, (forward, down) in zip((-1.0, 1.0), shift, strict=True):
             phi = np.linspace(0.35, reach, 8)
             frac = (phi - phi[0]) / (phi[-1] - phi[0])
             pts = np.stack([side * wc * np.sin(phi), y_chest + dc * np.cos(phi),
                             centre[2] - 0.3 * h + drop * s * frac**1.2])
             head = np.array([side * 0.9 * a, centre[1] + 0.7 * b, centre[2] - 0.3 * h])
             pts = np.concatenate([head[:, None], pts], axis=1)
+            if forward or down:
+                pts = pts + np.array([[0.0], [-forward * s], [down * s]])
+                pts[1, 0] += forward * s / 2
             out.extend(_tube(pts[:, i], pts[:, i + 1], 2.8 * s, 5.5 * s, mu) for i in range(pts.shape[1] - 1))
     front = {}
     for body in bodies:
@@ -138,8 +146,12 @@ def _tube(p0: np.ndarray, p1: np.ndarray, half_thickness: float, half_height: fl
                 (-half, 0.0, 0.0), (half, 0.0, 0.0), mu)
 
 
-def pelvis(bodies, mu: float, s: float) -> list:
-    """Return the sacrum below S1 and the two iliac wings, which overlap L5-S1 on a lateral view."""
+def pelvis(bodies, mu: float, s: float, shift=(0.0, 0.0, 1.0)) -> list:
+    """Return the sacrum below S1 and the two iliac wings, which overlap L5-S1 on a lateral view.
+
+    ``shift`` moves the wings (anterior mm, cranial mm, at scale 1) and scales them, so that their crests
+    reach up over L4 and L3 as they do in many patients.
+    """
     s1 = next((b for b in bodies if b.level == "S1"), None)
     if s1 is None:
         return []
@@ -148,7 +160,52 @@ def pelvis(bodies, mu: float, s: float) -> list:
     crest = _local(s1, [0.0, s1.outer.b + 14.0 * s, 10.0 * s])
     out = [Ellipsoid(sacrum, (42.0 * s, 20.0 * s, 45.0 * s), mu), Ellipsoid(crest, (10.0 * s, 8.0 * s, 30.0 * s), mu)]
     centre = s1.outer.frame.center
+    forward, up, size = shift
     for side in (-1.0, 1.0):
-        wing = Frame(np.array([side * 105.0 * s, centre[1] + 5.0 * s, centre[2] - 30.0 * s]), rotation("z", side * 0.5))
-        out.append(Ellipsoid(wing, (5.0 * s, 70.0 * s, 60.0 * s), mu))
+        wing = Frame(np.array([side * 105.0 * s, centre[1] + 5.0 * s - forward * s, centre[2] - 30.0 * s - up * s]),
+                     rotation("z", side * 0.5))
+        out.append(Ellipsoid(wing, (5.0 * s * size, 70.0 * s * size, 60.0 * s * size), mu))
+    return out
+
+
+_SPUR_ANGLE = 0.7  # rad between an osteophyte and the anterior-posterior direction
+_NODE_RIM_MU = 0.03  # extra attenuation of a Schmorl node's sclerotic rim (1/mm)
+
+
+def degenerative(bodies, irregularity, mu: dict[str, float], s: float) -> list:
+    """Return the degenerative marks of ``irregularity``: osteophytes, Schmorl nodes, endplate bumps.
+
+    None of them changes a body's own shape, so the labels and the six points stay those of the smooth body.
+    Osteophytes and bumps are bone outside it (as on real films, not in the body labels); a Schmorl node is a
+    lucent pocket with a sclerotic rim just inside an endplate, which does not move the projected outline
+    (that is the endplate's rim, in front of and behind the node).
+    """
+    out = []
+    for body in bodies:
+        a, b = body.outer.a, body.outer.b
+        plates = {-1: np.asarray(body.outer.top), 1: np.asarray(body.outer.bottom)}
+        for end, size in zip((-1, 1), irregularity.spurs[body.level], strict=True):
+            if size > 0:  # a beak from the anterior corner (local -y), pointing forward and toward the disc
+                length, thick = (1.2 + 2.5 * size) * s, (0.6 + 0.6 * size) * s
+                way = np.array([0.0, -np.cos(_SPUR_ANGLE), end * np.sin(_SPUR_ANGLE)])
+                corner = np.array([0.0, -b, float(np.polyval(plates[end][::-1], -b))])
+                out.append(Ellipsoid(_local(body, corner + 0.6 * length * way, rotation("x", -end * _SPUR_ANGLE)),
+                                     ((0.2 + 0.1 * size) * a, length, thick), mu["cortical"] - mu["soft"]))
+        end, where, size = irregularity.node[body.level]
+        if end:
+            core = np.array([3.0 + 4.0 * size, 2.0 + 3.0 * size, 1.5 + 2.0 * size]) * s
+            core = np.minimum(core, [0.4 * a, 0.3 * b, 4.0 * s])
+            y = where * 2 * (0.9 * b - core[1] - s)  # the rim stays inside the body's walls
+            z = float(np.polyval(plates[end][::-1], y)) - end * (core[2] + 0.2 * s)
+            trabecular = body.inner.mu + body.outer.mu
+            # The sclerotic rim wraps the pocket on the inner side only, so nothing pokes into the disc.
+            out.append(Ellipsoid(_local(body, [0.0, y, z - end * s]), tuple(core + s), _NODE_RIM_MU))
+            out.append(Ellipsoid(_local(body, [0.0, y, z]), tuple(core), mu["disc"] - trabecular - _NODE_RIM_MU - 0.01))
+        end, where, size = irregularity.bump[body.level]
+        if end:
+            radii = (min((4.0 + 6.0 * size) * s, 0.5 * a), min((2.0 + 4.0 * size) * s, 0.35 * b),
+                     (0.25 + 0.35 * size) * s)
+            y = where * 2 * (b - radii[1])
+            z = float(np.polyval(plates[end][::-1], y))
+            out.append(Ellipsoid(_local(body, [0.0, y, z]), radii, mu["cortical"] - mu["disc"]))
     return out

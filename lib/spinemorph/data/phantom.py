@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinemorph.data import elements, soft
-from spinemorph.data.anatomy import NOMINAL, SIMULATED_LEVELS, Patient, sagittal_angles
+from spinemorph.data.anatomy import NOMINAL, SIMULATED_LEVELS, Irregularity, Patient, sagittal_angles
 from spinemorph.data.deformity import Fracture, Heights, deform, deformed_heights, profile
 from spinemorph.data.primitives import Frame, Slab, rotation
 from spinemorph.levels import level_code
 
 __all__ = ["MU", "Body", "Phantom", "build_phantom"]
+
+_MIN_DISC_SHARE = 0.2  # the narrowest a degenerated disc gets at its thinnest point, as a share of its nominal height
 
 #: Linear attenuation (1/mm) at an effective energy of about 60 keV.
 MU: dict[str, float] = {
@@ -37,6 +39,7 @@ class Body:
     heights: Heights  # 3D, at the six-point positions, after any deformity
     baseline: Heights  # 3D, before any deformity
     fracture: Fracture | None
+    texture: tuple[int, float] | None = None  # seed and contrast of the trabecular texture, None for none
 
     @property
     def code(self) -> int:
@@ -80,13 +83,16 @@ def _axis(theta: float) -> np.ndarray:
 
 
 def build_phantom(patient: Patient, fractures: list[Fracture], rng: np.random.Generator,
-                  reductions: dict[str, float] | None = None) -> Phantom:
+                  reductions: dict[str, float] | None = None, irregularity: Irregularity | None = None) -> Phantom:
     """Return the phantom of ``patient`` with ``fractures``; T1's centre sits at the origin.
 
     ``reductions`` optionally overrides the 3D height reduction of fractured levels. The random draws depend
     on which levels are fractured and how, never on the reductions, so a rebuild from the same generator
-    state with other reductions gives the same patient.
+    state with other reductions gives the same patient. ``irregularity`` (drawn beforehand, from its own
+    generator) narrows discs, thins the trabecular bone and adds texture, osteophytes and endplate marks;
+    None gives the smooth phantom.
     """
+    irr = irregularity
     by_level = {f.level: f for f in fractures}
     if len(by_level) != len(fractures):
         raise ValueError("Give at most one deformity per level.")
@@ -118,25 +124,42 @@ def build_phantom(patient: Patient, fractures: list[Fracture], rng: np.random.Ge
         top, bottom = -h0 / 2 + k * loss, h0 / 2 - (1 - k) * loss
         theta = angles[name]
         if prev is not None:
-            p_name, p_bottom, p_theta = prev
+            p_name, p_bottom, p_theta, p_centre, p_b = prev
             mid = _axis(p_theta) + _axis(theta)
+            narrow = irr.disc[p_name] if irr else 1.0
             centre = (centre + _axis(p_theta) * p_bottom[0] + mid / np.linalg.norm(mid) * NOMINAL[p_name].disc * s
-                      - _axis(theta) * top[0])
+                      * narrow - _axis(theta) * top[0])
+            if irr:  # a narrowed disc still keeps its endplates apart, at the wedge's thin end too
+                floor = max(_MIN_DISC_SHARE * NOMINAL[p_name].disc, 1.0) * s
+                gap = _rim_gap((p_centre, p_theta, p_bottom), (centre, theta, top), min(p_b, b), mid)
+                centre = centre + mid / np.linalg.norm(mid) * max(floor - gap, 0.0)
         frame = Frame(centre.copy(), rotation("x", -theta))
         wall, plate = (0.9 if name.startswith("L") or name == "S1" else 0.7) * s, 1.0 * s
         outer = Slab(frame, a, b, tuple(top), tuple(bottom), MU["cortical"])
         inner = Slab(frame, a - wall, b - wall, tuple(top + [plate, 0, 0]), tuple(bottom - [plate, 0, 0]),
-                     MU["trabecular"] - MU["cortical"])
+                     MU["trabecular"] * (irr.density if irr else 1.0) - MU["cortical"])
         fracture = by_level.get(name)
-        bodies.append(Body(name, outer, inner, deformed_heights(base, b, loss), base, fracture))
+        bodies.append(Body(name, outer, inner, deformed_heights(base, b, loss), base, fracture,
+                           irr.texture[name] if irr else None))
         centres[name] = centre.copy()
-        prev = (name, bottom, theta)
+        prev = (name, bottom, theta, centre.copy(), b)
 
     bone = elements.discs(bodies, MU["disc"] - MU["soft"], s) + elements.posterior(bodies, MU["posterior"], s)
-    bone += elements.pelvis(bodies, MU["posterior"], s)
-    ribs = elements.ribs(bodies, MU["posterior"], s, patient.habitus)
+    bone += elements.pelvis(bodies, MU["posterior"], s, irr.iliac if irr else (0.0, 0.0, 1.0))
+    if irr:
+        bone += elements.degenerative(bodies, irr, MU, s)
+    ribs = elements.ribs(bodies, MU["posterior"], s, patient.habitus, irr.ribs if irr else ((0.0, 0.0),) * 2)
     context = soft.torso(bodies, MU, patient, rng)
     return Phantom(patient, tuple(bodies), tuple(bone), tuple(ribs), tuple(context))
+
+
+def _rim_gap(upper: tuple, lower: tuple, b: float, mid: np.ndarray) -> float:
+    """Return the narrowest gap (mm, along ``mid``) between the upper body's inferior endplate and the lower
+    body's superior one; each body is (centre, axis angle, endplate coefficients)."""
+    ys = np.linspace(-b, b, 9)
+    ends = [c[:, None] + rotation("x", -theta) @ np.stack([np.zeros_like(ys), ys, np.polyval(plate[::-1], ys)])
+            for c, theta, plate in (upper, lower)]
+    return float(((mid / np.linalg.norm(mid)) @ (ends[1] - ends[0])).min())
 
 
 def _superior_share(fracture: Fracture | None, rng: np.random.Generator) -> float:

@@ -2,7 +2,8 @@
 
 A label pixel belongs to the body its ray crosses for the longest distance, so where two bodies overlap on
 the detector (oblique rays at the edges of the field) each pixel still has exactly one level. The ground
-truth in ``spinemorph.data.truth`` uses the same rule.
+truth in ``spinemorph.data.truth`` uses the same rule. A body's trabecular texture modulates its own line
+integral inside its footprint, so it changes the image and never the labels.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from spinemorph.data.geometry import Projection
 from spinemorph.data.resample import upsample
 
 __all__ = ["render"]
+
+_TRABECULA_MM = 0.9  # grain of the trabecular texture, in the patient
 
 
 def _box_chords(prim, proj: Projection, box, step: int = 1) -> np.ndarray:
@@ -44,7 +47,10 @@ def render(phantom, proj: Projection, context_step: int = 1, rib_step: int = 1) 
         o = origin[:, hit] if proj.parallel else origin
         inner[hit] = body.inner.chord(o, direction[:, hit]) * norm[hit]
         shape = (r1 - r0, c1 - c0)
-        line[r0:r1, c0:c1] += (body.outer.mu * outer + body.inner.mu * inner).reshape(shape)
+        density = body.outer.mu * outer + body.inner.mu * inner
+        if body.texture is not None:
+            density += (body.outer.mu + body.inner.mu) * inner * _texture(shape, *body.texture, proj)
+        line[r0:r1, c0:c1] += density.reshape(shape)
         outer = outer.reshape(shape).astype(np.float32)
         mine = outer > best[r0:r1, c0:c1]
         best[r0:r1, c0:c1][mine] = outer[mine]
@@ -59,6 +65,19 @@ def render(phantom, proj: Projection, context_step: int = 1, rib_step: int = 1) 
         elif prims:
             line += _coarse(prims, proj, step)
     return line, labels
+
+
+def _texture(shape: tuple[int, int], seed: int, contrast: float, proj: Projection) -> np.ndarray:
+    """Return band-limited noise over a box (flattened), of standard deviation about ``contrast``.
+
+    The grain is ``_TRABECULA_MM`` in the patient; summing three neighbouring rows of the coarse noise streaks it
+    along the body's axis, as the vertical trabeculae of a vertebral body are.
+    """
+    k = max(1, int(round(_TRABECULA_MM * proj.magnification / proj.pitch_mm)))
+    white = np.random.default_rng(seed).standard_normal((-(-shape[0] // k) + 2, -(-shape[1] // k)), np.float32)
+    coarse = white[:-2] + white[1:-1] + white[2:]
+    coarse *= np.float32(contrast / np.sqrt(3.0) * (1.0 if k == 1 else 1.5))  # bilinear upsampling smooths
+    return upsample(coarse, k, shape).ravel()
 
 
 def _in_view(prims, proj: Projection) -> list:

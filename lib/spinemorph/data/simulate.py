@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinemorph.conventions import WALL_INSET, genant_grade, near_edge_codes
-from spinemorph.data.anatomy import SIMULATED_LEVELS, sample_patient
+from spinemorph.data.anatomy import SIMULATED_LEVELS, Irregularity, sample_irregularity, sample_patient
 from spinemorph.data.deformity import GENANT_BANDS, Fracture, sample_fractures
 from spinemorph.data.detector import expose, sample_detector
 from spinemorph.data.geometry import Projection
@@ -46,6 +46,12 @@ class SimConfig:
         fractures: deformities forced into every image (in view or not), in place of random ones.
         facing: "left" or "right": the image side the patient's anterior is on.
         bits: 12 or 16.
+        irregularity: how far the spine departs from the smooth phantom (0 none, 1 moderate, the default):
+            degenerative disc narrowing, osteophytes, Schmorl nodes, endplate undulation, trabecular texture
+            and density, ribs and iliac crests over the bodies. Drawn from its own generator, so the same
+            (seed, index) gives the same patient, field of view and detector at any strength.
+        label_sacrum: keep S1 (code 26) in the labelmap: not a body to measure, but the anchor an "anchored"
+            network learns to find, to name the levels from.
     """
 
     fov: str | None = None
@@ -55,6 +61,8 @@ class SimConfig:
     fractures: tuple[Fracture, ...] = ()
     facing: str | None = None
     bits: int | None = None
+    irregularity: float = 1.0
+    label_sacrum: bool = False
 
     def __post_init__(self) -> None:
         if self.fov is not None and self.fov not in FIELDS_OF_VIEW:
@@ -69,6 +77,8 @@ class SimConfig:
             raise ValueError(f"The fracture rate is a probability between 0 and 1, not {self.fracture_rate}.")
         if self.facing not in (None, "left", "right"):
             raise ValueError(f"facing must be 'left' or 'right', not {self.facing!r}.")
+        if not 0.0 <= self.irregularity <= 2.0:
+            raise ValueError(f"The irregularity is a strength from 0 (smooth) to 2, not {self.irregularity}.")
 
 
 @dataclass
@@ -108,8 +118,9 @@ def simulate(seed: int, index: int = 0, config: SimConfig = SimConfig()) -> Simu
     names = list(SIMULATED_LEVELS)
     in_view = names[names.index(top): names.index(bottom) + 1]
     fractures = list(config.fractures) or sample_fractures(rng, in_view, config.fracture_rate)
+    irregular = sample_irregularity(np.random.default_rng([seed, index, 1]), config.irregularity)
     state = rng.bit_generator.state
-    phantom = build_phantom(patient, fractures, rng)
+    phantom = build_phantom(patient, fractures, rng, irregularity=irregular)
 
     # Field of view around the chosen levels, in the patient's midplane.
     first, last = phantom.body(top), phantom.body(bottom)
@@ -131,18 +142,21 @@ def simulate(seed: int, index: int = 0, config: SimConfig = SimConfig()) -> Simu
     proj = Projection(shape, pitch, (float(centre[1]), float(centre[2])), sdd_mm, sod_mm, facing)
     after = rng.bit_generator.state
     phantom, reductions, found = _match_on_detector(patient, fractures, state, phantom.posed(pose, centre), pose,
-                                                    centre, proj)
+                                                    centre, proj, irregular)
     rng.bit_generator.state = after
 
     line, labels = render(phantom, proj, context_step=max(1, shape[0] // 256), rib_step=max(1, shape[0] // 512))
     detector = sample_detector(rng, config.bits)
     image = expose(line, pitch, detector, rng)
     truth = _truth(phantom, found, proj, labels, fov, facing, detector.bits, seed, index, patient, reductions)
-    labels[labels == level_code("S1")] = 0  # S1 is drawn, and owns its pixels, but is not a labelled body
+    if irregular is not None:
+        truth["irregularity"] = _irregularity_record(irregular, config.irregularity)
+    if not config.label_sacrum:
+        labels[labels == level_code("S1")] = 0  # S1 is drawn, and owns its pixels, but is not a labelled body
     return Simulation(image, labels, truth, {"line_integral": line, "projection": proj, "phantom": phantom})
 
 
-def _match_on_detector(patient, fractures, state, phantom, pose, centre, proj) -> tuple:
+def _match_on_detector(patient, fractures, state, phantom, pose, centre, proj, irregular) -> tuple:
     """Return the phantom, rebuilt so that each fracture shows its requested reduction on the detector.
 
     Projection changes what a reader sees: a coronal tilt of a few degrees makes each endplate's silhouette
@@ -162,8 +176,17 @@ def _match_on_detector(patient, fractures, state, phantom, pose, centre, proj) -
                 reductions[f.level] = float(np.clip(step, 0.0, min(0.85, f.reduction + _MAX_CORRECTION)))
         rng = np.random.default_rng()
         rng.bit_generator.state = state
-        phantom = build_phantom(patient, fractures, rng, reductions).posed(pose, centre)
+        phantom = build_phantom(patient, fractures, rng, reductions, irregular).posed(pose, centre)
     return phantom, reductions, found
+
+
+def _irregularity_record(irr: Irregularity, strength: float) -> dict:
+    """Return what the truth JSON says of an irregular phantom: the strength, wear and where the marks are."""
+    marks = {"osteophytes": [n for n, v in irr.spurs.items() if max(v) > 0],
+             "schmorl_nodes": [n for n, v in irr.node.items() if v[0]],
+             "endplate_bumps": [n for n, v in irr.bump.items() if v[0]]}
+    return {"strength": strength, "degeneration": round(irr.degeneration, 4), "density": round(irr.density, 4),
+            "disc_height": {n: round(v, 4) for n, v in irr.disc.items() if n != "S1"}, **marks}
 
 
 def _projected_reductions(phantom, found: list, proj: Projection, fractures) -> dict[str, float]:

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
+from spinemorph.data.randomise import photometric
 from spinemorph.io import Radiograph, display_affine, sagittal_affine, write_dx, write_labelmap, write_nifti
 from spinemorph.io.dicom import ds_number
 from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
@@ -39,7 +41,9 @@ def write_case(studies: Path, cid: str, image: np.ndarray, labels: np.ndarray, t
                preview: bool = False) -> Path:
     """Write one case: the image (DICOM DX or NIfTI), its body labels and truth JSON, and optionally a preview PNG.
 
-    Returns the image path.
+    ``image`` holds the stored values. When the truth says they are MONOCHROME1 (``randomise`` inverted them),
+    a DICOM file says so and readers turn it back to bone bright; NIfTI cannot say it, so there it stays bone
+    dark, as an inverted image claiming MONOCHROME2 does. Returns the image path.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown format {fmt!r}: use 'dicom' or 'nifti'.")
@@ -52,6 +56,8 @@ def write_case(studies: Path, cid: str, image: np.ndarray, labels: np.ndarray, t
         write_dx(path, image, spacing, facing, bits_stored=int(truth.get("bits_stored", 16)),
                  body_part=_BODY_PART.get(truth.get("fov"), "SPINE"), patient_id=cid, key=cid,
                  magnification=truth.get("magnification"), sdd_mm=truth.get("sdd_mm"), sod_mm=truth.get("sod_mm"))
+        if photometric(truth) == "MONOCHROME1":
+            _declare_monochrome1(path)
         affine = display_affine(spacing)
     else:
         path = studies / f"{cid}.nii.gz"
@@ -62,8 +68,18 @@ def write_case(studies: Path, cid: str, image: np.ndarray, labels: np.ndarray, t
     truth = {"image": path.name, **truth}
     truth_path(studies, cid).write_text(json.dumps(truth, indent=1))
     if preview:
-        write_preview(studies / "previews" / f"{cid}.png", image, labels, truth.get("vertebrae", []))
+        shown = image.max() - image if photometric(truth) == "MONOCHROME1" else image  # as a viewer shows it
+        write_preview(studies / "previews" / f"{cid}.png", shown, labels, truth.get("vertebrae", []))
     return path
+
+
+def _declare_monochrome1(path: Path) -> None:
+    """Mark a written DX file's stored values as MONOCHROME1 (lowest value white), and their relation to the
+    beam intensity as the opposite of what the writer gave the uninverted values."""
+    ds = pydicom.dcmread(str(path))
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.PixelIntensityRelationshipSign = -int(ds.get("PixelIntensityRelationshipSign", 1))
+    ds.save_as(str(path), write_like_original=False)
 
 
 def write_preview(path: Path, image: np.ndarray, labels: np.ndarray, records: list[dict]) -> None:
