@@ -71,9 +71,9 @@ def verse_scores(net, spec, folder: Path) -> dict[str, float]:
             if (body & whole).sum() >= 0.5 * body.sum():  # the predicted body lies in this vertebra
                 found += 1
                 codes = labels[body]
-                named += spec.head == "levels" and int(np.bincount(codes).argmax()) == level_code(level)
+                named += spec.head != "binary" and int(np.bincount(codes).argmax()) == level_code(level)
     return {"verse_vertebrae": total, "verse_detected": found / max(total, 1),
-            "verse_level_accuracy": named / max(total, 1) if spec.head == "levels" else float("nan")}
+            "verse_level_accuracy": named / max(total, 1) if spec.head != "binary" else float("nan")}
 
 
 def main() -> None:

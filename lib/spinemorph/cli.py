@@ -85,7 +85,7 @@ def _measure(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from spinemorph.training import TrainConfig, find_cases, train
 
-    args.loss = args.loss or ("dicece" if args.head == "levels" else "dice")
+    args.loss = args.loss or ("dice" if args.head == "binary" else "dicece")
     kwargs = {"features": tuple(args.features), "dropout": args.dropout}
     config = TrainConfig(out=args.out, network=args.network, head=args.head, kwargs=kwargs, loss=args.loss,
                          size=args.size, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
@@ -118,10 +118,10 @@ def _segment(args: argparse.Namespace) -> None:
 
     import torch
 
-    from spinemorph.inference import load_model, segment
+    from spinemorph.inference import load_model
+    from spinemorph.inference.analyse import analyse, load_facing, load_refiner
     from spinemorph.inference.identity import weights_identity
     from spinemorph.io import image_id, read_radiograph, write_labelmap
-    from spinemorph.measure import measure
     from spinemorph.measure.report import write_outputs
 
     if args.device == "auto":
@@ -131,9 +131,9 @@ def _segment(args: argparse.Namespace) -> None:
     loaded = time.perf_counter()
     image = read_radiograph(args.image)
     read = time.perf_counter()
-    seg = segment(image.pixels, net, spec, args.device)
-    source = "PatientOrientation" if image.meta.get("format") == "dicom" else "file"
-    result = measure(seg.labels, image.spacing_mm, image.facing, facing_source=source)
+    refiner = None if args.stage1_only else load_refiner(args.model, args.device)
+    analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner)
+    seg, result = analysis.segmentation, analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,8 @@ def _bundle(args: argparse.Namespace) -> None:
     from spinemorph.inference.bundle import write_bundle
 
     readme = Path(args.readme).read_text() if args.readme else f"# {Path(args.out).name}\n\n{args.description}\n"
-    out = write_bundle(args.model, args.out, args.version, args.changelog, readme, args.description)
+    companions = {name: path for name, path in (("facing.pt", args.facing), ("refine.pt", args.refiner)) if path}
+    out = write_bundle(args.model, args.out, args.version, args.changelog, readme, args.description, companions)
     print(f"Wrote the MONAI bundle {out}")
 
 
@@ -254,7 +255,8 @@ def _parser() -> argparse.ArgumentParser:
     tra.add_argument("studies", nargs="+", help="studies folders with labels/final/")
     tra.add_argument("--out", required=True, help="run folder: model.pt, last.pt, log.csv, tb/")
     tra.add_argument("--network", choices=["mdr2unet", "r2unet", "unet"], default="mdr2unet")
-    tra.add_argument("--head", choices=["levels", "binary"], default="levels")
+    tra.add_argument("--head", choices=["levels", "anchored", "binary"], default="levels",
+                     help="levels: T1..L5; anchored: T1..L5 + S1, which names the levels; binary: bodies")
     tra.add_argument("--loss", choices=["dice", "dicebce", "dicece"], default=None,
                      help="default: dicece for levels, dice for binary")
     tra.add_argument("--features", nargs=5, type=int, default=[16, 32, 64, 128, 256])
@@ -287,6 +289,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="a bundle folder or model.pt (default: the shipped model)")
     seg.add_argument("--out", required=True, help="folder for the labelmap, JSON, CSV and PNG")
     seg.add_argument("--device", default="auto", help="cpu, cuda, or auto (CUDA when present)")
+    seg.add_argument("--stage1-only", action="store_true",
+                     help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's answer")
     seg.set_defaults(run=_segment)
 
     bun = sub.add_parser("bundle", help="write a trained model as a MONAI bundle (for sample-apps/)")
@@ -296,6 +300,8 @@ def _parser() -> argparse.ArgumentParser:
     bun.add_argument("--changelog", default="first release")
     bun.add_argument("--description", default="SpineMorph vertebral body segmentation, one label per level")
     bun.add_argument("--readme", help="Markdown for docs/README.md (data, commands, metrics)")
+    bun.add_argument("--facing", help="a facing model (spinemorph facing-train) to ship as models/facing.pt")
+    bun.add_argument("--refiner", help="a stage-2 network (spinemorph refine-train) to ship as models/refine.pt")
     bun.set_defaults(run=_bundle)
 
     from spinemorph.hierarchical.cli import add_parsers as add_hierarchical  # Kim et al. 2019's pipeline
@@ -305,6 +311,13 @@ def _parser() -> argparse.ArgumentParser:
     from spinemorph.detection.cli import add_parsers as add_detection  # Paik et al. 2024's fracture detector
 
     add_detection(sub)
+
+    from spinemorph.facing.cli import add_parsers as add_facing  # the facing classifier
+
+    add_facing(sub)
+    from spinemorph.refine.cli import add_parsers as add_refine  # stage 2 at native resolution
+
+    add_refine(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ Qt: it runs in the application and on PyPI's ``slicer-core`` (MRML without Qt), 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -102,6 +103,9 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.connect("timeout()", self._pollTraining)
         for button, slot in ((self.ui.connectButton, self.onConnect), (self.ui.nextSampleButton, self.onNextSample),
                              (self.ui.autoSegmentButton, self.onAutoSegment), (self.ui.measureButton, self.onMeasure),
+                             (self.ui.flipFacingButton, self.onFlipFacing),
+                             (self.ui.levelsUpButton, lambda: self.onShiftLevels(-1)),
+                             (self.ui.levelsDownButton, lambda: self.onShiftLevels(1)),
                              (self.ui.submitButton, self.onSubmit), (self.ui.trainButton, self.onTrain),
                              (self.ui.exportCsvButton, lambda: self.onExport("csv")),
                              (self.ui.exportPngButton, lambda: self.onExport("png")),
@@ -177,6 +181,21 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Measurement failed.", waitCursor=True):
             table = self.logic.measure(self._parameterNode.labels, self._parameterNode.inputVolume)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            from SpineMorphLib.report import result_summary
+
+            self.ui.facingLabel.text = result_summary(self.logic.measurement.result)
+
+    def onFlipFacing(self) -> None:
+        """Swap the facing of the shown image and measure again."""
+        with slicer.util.tryWithErrorDisplay("Could not flip the facing.", waitCursor=True):
+            self.logic.flipFacing(self._parameterNode.inputVolume)
+            self.onMeasure()
+
+    def onShiftLevels(self, steps: int) -> None:
+        """Rename every level one up (-1) or down (+1) the spine and measure again."""
+        with slicer.util.tryWithErrorDisplay("Could not shift the levels.", waitCursor=True):
+            self.logic.shiftLevels(self._parameterNode.labels, steps)
+            self.onMeasure()
 
     def onSubmit(self) -> None:
         """Send the edited labels to the server; fetch the next image when asked to."""
@@ -332,6 +351,11 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         segmentation = nodes.show_labels(self.scene, labels, volume, segmentation, f"{volume.GetName()} labels")
         segmentation.SetAttribute("SpineMorph.Model", model)
         segmentation.SetAttribute("SpineMorph.AnsweredBy", answered_by(self.lastInfer))
+        morphometry = self.lastInfer.get("morphometry", {})
+        naming = morphometry.get("level_naming")
+        segmentation.SetAttribute(nodes.ATTR["naming"], json.dumps(naming) if naming else "")
+        confidence = {v["code"]: v["confidence"] for v in morphometry.get("vertebrae", []) if v.get("confidence")}
+        segmentation.SetAttribute(nodes.ATTR["confidence"], json.dumps(confidence))
         return segmentation
 
     def measure(self, labels, reference=None):
@@ -349,7 +373,28 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
             nodes.style_segments(labels)  # segments added in the Segment Editor take their level's colour too
         array, grid = nodes.labels_of(self.scene, labels, reference)
         spacing, facing, source = nodes.measurement_geometry(reference if reference is not None else labels, grid)
-        return self.measurement.show(measure(array, spacing, facing, facing_source=source), grid)
+        naming = json.loads(labels.GetAttribute(nodes.ATTR["naming"]) or "null")
+        confidence = {int(k): v for k, v in json.loads(labels.GetAttribute(nodes.ATTR["confidence"]) or "{}").items()}
+        return self.measurement.show(measure(array, spacing, facing, facing_source=source, level_naming=naming,
+                                             confidence=confidence or None), grid)
+
+    def flipFacing(self, volume) -> str:
+        """Set ``volume``'s facing to the other side (the annotator's call, recorded as such); return it."""
+        from SpineMorphLib import nodes
+
+        result = self.measurement.result
+        return nodes.flip_facing(volume, result.facing if result is not None else None)
+
+    def shiftLevels(self, labels, steps: int) -> dict:
+        """Move every level of a segmentation or labelmap node ``steps`` down the spine (negative: up); return
+        old code -> new code. S1, the anchor, stays."""
+        from SpineMorphLib import nodes
+
+        if labels is None:
+            raise ValueError("Choose the segmentation whose levels to shift.")
+        mapping = nodes.shift_levels(self.scene, labels, steps)
+        labels.SetAttribute(nodes.ATTR["naming"], json.dumps({"anchor": "annotator", "level_uncertain": False}))
+        return mapping
 
     def submitLabel(self, labels, volume, nextStrategy: str | None = None):
         """Send ``labels`` as the image's final label (VerSe codes, the image's geometry); keep the server's answer.

@@ -54,7 +54,8 @@ def test_infer_returns_the_fracture_labelmap_in_the_image_geometry_and_the_detec
             continue
         (detection,) = result["detections"]
         assert detection["level"] == truth[0]["level"] and detection["score"] >= 0.5
-        assert len(detection["box"]) == 4 and isinstance(detection["genant_grade"], int)
+        assert len(detection["box"]) == 4
+        assert isinstance(detection["genant_grade"], int) or "low_confidence" in detection["flags"]
         assert set(np.unique(labels)) == {0, truth[0]["code"]}
         assert result["label_names"] == {truth[0]["level"]: truth[0]["code"]}
         assert {"load_s", "preprocess_s", "network_s", "morphometry_s", "write_s"} <= set(result["timings"])

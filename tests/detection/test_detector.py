@@ -49,7 +49,9 @@ def test_a_tiny_detector_finds_the_fractures_it_learned_and_none_on_the_normal_i
         assert box_iou_np(hit.box, body_box(labels, fracture["code"]))[0, 0] >= 0.5
         assert result.verdict["fracture"] and result.verdict["levels"] == [fracture["level"]]
         assert set(np.unique(result.labels)) == {0, fracture["code"]}
-        assert hit.genant_grade is not None  # the pasted mask was measured
+        # the pasted mask was measured: graded, or refused with the gates' reason (the tiny model's semantic head
+        # draws coarse neighbours, against which a mask may look out of proportion)
+        assert hit.genant_grade is not None or {"low_confidence", "no_upper_neighbour"} <= set(hit.flags)
     assert seen == 2
 
 

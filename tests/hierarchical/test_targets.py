@@ -33,3 +33,9 @@ def test_the_pose_frame_round_trips_points():
     assert g.resized == (160, 128) and (g.top, g.left) == (48, 0)
     points = np.array([[0.0, 0.0], [319.0, 255.0], [100.5, 30.25]])
     np.testing.assert_allclose(g.to_image(g.to_frame(points)), points, atol=1e-9)
+
+
+def test_the_sacrum_is_no_body_centre():
+    labels = np.zeros((60, 30), np.uint8)
+    labels[5:20, 5:25], labels[25:40, 5:25], labels[45:58, 5:25] = 23, 24, 26  # L4, L5 and S1, the anchor
+    assert [c.code for c in body_centres(labels)] == [23, 24]

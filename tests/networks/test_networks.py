@@ -75,4 +75,10 @@ def test_per_level_head_maps_verse_codes_both_ways():
     classes = code_to_class(labels, "levels")
     assert classes.tolist() == [[0, 1, 12], [13, 17, 0]]  # S1 is outside the head: background
     assert class_to_code(classes, "levels").tolist() == [[0, 8, 19], [20, 24, 0]]
-    assert code_to_class(labels, "binary").tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert code_to_class(labels, "binary").tolist() == [[0, 1, 1], [1, 1, 0]]  # the sacrum is no body
+    anchored = code_to_class(labels, "anchored")
+    assert anchored.tolist() == [[0, 1, 12], [13, 17, 18]] and head_channels("anchored") == 19
+    assert class_to_code(anchored, "anchored").tolist() == labels.tolist()
+    assert build_network("unet", "anchored", features=(4, 8, 16, 32, 64))(torch.zeros(1, 1, 32, 32)).shape[1] == 19
+    with pytest.raises(ValueError, match="Unknown head"):
+        head_channels("sacral")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinemorph.postprocess import clean_binary, consistent_levels
+from spinemorph.postprocess import clean_binary, consistent_levels, name_levels
 
 
 def column(codes, height=20, gap=6, width=30):
@@ -61,3 +61,30 @@ def test_bodies_cut_by_the_image_edge_keep_their_place():
     out = consistent_levels(truth)
     assert np.unique(out).tolist() == [0, 14, 15, 16, 17, 18, 19]
     assert np.array_equal(out, truth)
+
+
+def test_a_lumbar_view_with_a_sacrum_is_named_l1_to_l5_from_the_bottom():
+    said = column([10, 11, 12, 13, 14, 26])  # the network called the five lumbar bodies T3-T7; S1 below them
+    out, naming = name_levels(said)
+    assert np.unique(out).tolist() == [0, 20, 21, 22, 23, 24, 26]
+    assert [int(np.bincount(out[said == c]).argmax()) for c in (10, 14, 26)] == [20, 24, 26]
+    assert naming.anchor == "S1" and not naming.level_uncertain and naming.network_shift == 10
+    assert naming.to_dict()["alternatives"] == []
+
+
+def test_without_an_anchor_the_names_are_flagged_uncertain_with_the_alternatives():
+    said = column([19, 20, 21, 22])
+    out, naming = name_levels(said)
+    assert np.array_equal(out, said) and naming.anchor is None and naming.level_uncertain
+    assert naming.alternatives == (("T11", "T12", "L1", "L2"), ("L1", "L2", "L3", "L4"))
+    bottom = column([21, 22, 23, 24])  # L2-L5: no level below L5 to shift to
+    assert name_levels(bottom)[1].alternatives == (("L1", "L2", "L3", "L4"),)
+
+
+def test_a_sacrum_that_is_not_right_below_the_spine_anchors_nothing():
+    said = column([20, 21, 22, 0, 26])  # a body's room between L3 and the "sacrum": it may hide L4
+    out, naming = name_levels(said)
+    assert naming.anchor is None and naming.level_uncertain and 26 not in np.unique(out)
+    tiny = column([20, 21, 22, 23, 24, 0])
+    tiny[-5:-3, 10:12] = 26  # a speck called S1
+    assert name_levels(tiny)[1].anchor is None

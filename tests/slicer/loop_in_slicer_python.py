@@ -25,7 +25,7 @@ import SpineMorph  # noqa: E402
 
 from spinemorph.conventions import genant_grade  # noqa: E402
 from spinemorph.io import image_id, read_labelmap, read_radiograph  # noqa: E402
-from spinemorph.levels import level_code, level_color  # noqa: E402
+from spinemorph.levels import level_below, level_code, level_color, level_name  # noqa: E402
 from spinemorph.measure import measure  # noqa: E402
 from spinemorph.overlay import GRADE_COLORS  # noqa: E402
 from SpineMorphLib import nodes  # noqa: E402
@@ -115,6 +115,38 @@ def step_measure(logic, seg, volume) -> dict:
     return {"rows": rows, "lines": len(logic.measurement.lines)}
 
 
+def step_correct(logic, seg, volume) -> dict:
+    """3b. One click shifts every level name up (S1 stays) and back; one click flips the facing, swapping Ha and Hp.
+
+    (A lumbar view holds L5: shifting it down is refused, as spinemorph names no level below L5.)
+    """
+    before = [r.level for r in logic.measurement.result.vertebrae]
+    labels_before = nodes.labels_of(logic.scene, seg, volume)[0]
+    mapping = logic.shiftLevels(seg, -1)
+    logic.measure(seg, volume)
+    shifted = [r.level for r in logic.measurement.result.vertebrae]
+    check(shifted == [level_name(level_below(level_code(n), -1)) for n in before], f"{before} shifted {shifted}")
+    check(logic.measurement.result.level_naming == {"anchor": "annotator", "level_uncertain": False}, "naming")
+    logic.shiftLevels(seg, 1)
+    np.testing.assert_array_equal(nodes.labels_of(logic.scene, seg, volume)[0], labels_before)
+    logic.measure(seg, volume)
+    measured = {r.level: (r.Ha_mm, r.Hp_mm) for r in logic.measurement.result.vertebrae if r.points}
+    facing = logic.measurement.result.facing
+    flipped = logic.flipFacing(volume)
+    logic.measure(seg, volume)
+    result = logic.measurement.result
+    check(flipped != facing and result.facing == flipped and result.facing_source == "annotator", "facing")
+    for r in result.vertebrae:
+        if r.level in measured:
+            ha, hp = measured[r.level]
+            check(abs(r.Ha_mm - hp) < 1e-6 and abs(r.Hp_mm - ha) < 1e-6, f"{r.level}: Ha/Hp not swapped")
+    logic.flipFacing(volume)
+    logic.measure(seg, volume)
+    check(logic.measurement.result.facing == facing, "flipped back")
+    return {"before": before, "shifted": shifted, "mapping": {str(k): v for k, v in mapping.items()},
+            "facing": facing, "flipped": flipped, "swapped": len(measured)}
+
+
 def _target(result):
     """Return a well-sized graded vertebra, with both neighbours graded when one is (a tiny model finds odd bodies)."""
     graded = [r for r in result.vertebrae if r.genant_grade is not None]
@@ -155,7 +187,8 @@ def step_edit(logic, seg, volume) -> dict:
     edited[mask] = target.code
     np.testing.assert_array_equal(nodes.labels_of(logic.scene, seg, volume)[0], edited)
     logic.measure(seg, volume)
-    expected = measure(edited, result.spacing_mm, result.facing).vertebrae
+    confidence = {int(k): v for k, v in json.loads(seg.GetAttribute(ATTR["confidence"])).items()}
+    expected = measure(edited, result.spacing_mm, result.facing, confidence=confidence or None).vertebrae
     got = logic.measurement.result.vertebrae
     check([(r.level, r.Ha_mm, r.genant_grade) for r in got] == [(r.level, r.Ha_mm, r.genant_grade) for r in expected],
           "re-measuring does not match spinemorph.measure on the edited labels")
@@ -302,6 +335,7 @@ def main(argv: list[str]) -> int:
     volume, summary["1_next_sample"] = step_next_sample(logic, studies)
     seg, summary["2_infer"] = step_infer(logic, volume)
     summary["3_measure"] = step_measure(logic, seg, volume)
+    summary["3b_correct"] = step_correct(logic, seg, volume)
     summary["4_edit"] = step_edit(logic, seg, volume)
     summary["exports"] = exports(logic, volume, seg, out)
     # A labelled image's label from disk: whole, well-drawn bodies with neighbours, whatever the tiny model finds.

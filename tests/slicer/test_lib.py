@@ -15,6 +15,7 @@ from spinemorph.measure import measure
 from SpineMorphLib.client import ServerError, SpineMorphClient, parse_multipart
 from SpineMorphLib.dependencies import missing_requirements, repository_lib
 from SpineMorphLib.grid import PlaneGrid
+from SpineMorphLib.levels import shifted_codes
 from SpineMorphLib.markups import height_lines, move_line, records_with_points
 from SpineMorphLib.records import labels_from_export, regrade, row_colors, set_station, table_headers, table_rows
 from SpineMorphLib.report import answered_by, patient_report, render_overlay, write_table_csv
@@ -197,3 +198,12 @@ def test_an_infer_reply_names_the_model_that_answered():
               "weights_sha256": {"posenet": "aa", "patches": "bb"}}
     assert answered_by(stages) == "hierarchical posenet 1.0, patches 1.0+trained.x (weights posenet aa, patches bb)"
     assert answered_by({}) == "" and answered_by({"model": "m"}) == "m unversioned (weights unknown)"
+
+
+def test_level_names_shift_by_one_and_the_sacrum_stays():
+    assert shifted_codes([19, 20, 26], 1) == {19: 20, 20: 21, 26: 26}  # T12, L1 -> L1, L2; S1 stays
+    assert shifted_codes([8, 20], -1) == {8: 7, 20: 19}  # T1 -> C7, L1 -> T12
+    with pytest.raises(ValueError, match="L5 by \\+1"):
+        shifted_codes([23, 24], 1)
+    with pytest.raises(ValueError, match="above C1"):
+        shifted_codes([1, 2], -1)

@@ -54,6 +54,12 @@ def test_3_measure_gives_a_row_per_vertebra_and_three_lines_each(loop):
     assert step["lines"] == 3 * sum(1 for row in step["rows"] if row[1])
 
 
+def test_3b_one_click_shifts_the_levels_and_flips_the_facing(loop):
+    step = loop[0]["3b_correct"]
+    assert step["shifted"] != step["before"] and len(step["shifted"]) == len(step["before"])
+    assert {step["facing"], step["flipped"]} == {"left", "right"} and step["swapped"] >= 1
+
+
 def test_4_an_edited_segment_is_measured_again(loop):
     step = loop[0]["4_edit"]
     assert step["erased_px"] > 0 and step["row_after"] != step["row_before"]

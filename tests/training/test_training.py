@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from spinemorph.inference import load_model, segment
+from spinemorph.inference import ModelSpec, load_model, segment
 from spinemorph.io import read_radiograph
 from spinemorph.training import TrainConfig, find_cases, split_cases, train
+from spinemorph.training.trainer import _initial
+from spinemorph.transforms import Preprocessing
 
 TINY = {"features": (4, 8, 16, 32, 64), "dropout": 0.1}
 
@@ -131,3 +133,19 @@ def test_two_processes_train_together_under_torchrun(studies, tmp_path):
     # Each rank sees half the training cases per epoch (the sampler pads to an even count), in full batches.
     n_train = len(split_cases(find_cases(studies), 0.2)[0])
     assert int(log[0]["step"]) == (-(-n_train // 2)) // 2
+
+
+def test_a_per_level_model_can_start_an_anchored_one(studies, tmp_path):
+    """Everything but the sacrum's output channel is copied; the anchored head's first 18 classes are T1..L5."""
+    base = dict(network="unet", loss="dicece", kwargs=dict(TINY), size=64, batch_size=4, epochs=1)
+    train(TrainConfig(out=str(tmp_path / "a"), head="levels", **base), find_cases(studies))
+    train(TrainConfig(out=str(tmp_path / "b"), head="anchored", init=str(tmp_path / "a" / "model.pt"), **base,
+                      ), find_cases(studies))
+    source, _ = load_model(tmp_path / "a" / "model.pt")
+    grown = _initial(ModelSpec("unet", "anchored", dict(TINY), Preprocessing(size=64)), str(tmp_path / "a" /
+                                                                                              "model.pt"))
+    grew = [name for name, a in source.state_dict().items() if a.shape != grown.state_dict()[name].shape]
+    assert grew and all(grown.state_dict()[n].numel() > source.state_dict()[n].numel() for n in grew)
+    for name, a in source.state_dict().items():
+        torch.testing.assert_close(grown.state_dict()[name][tuple(slice(0, n) for n in a.shape)], a, msg=name)
+    assert load_model(tmp_path / "b" / "model.pt")[1].head == "anchored"

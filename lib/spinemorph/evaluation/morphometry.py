@@ -41,6 +41,7 @@ class Pairs:
     grade: list[tuple[int, int]] = field(default_factory=list)
     kind: list[tuple[str, str]] = field(default_factory=list)
     missed: int = 0
+    refused: int = 0  # measured, but not graded (low_confidence, facing_uncertain): heights count, grades do not
 
 
 def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pairs:
@@ -58,13 +59,17 @@ def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pai
             pairs.heights[h].append((t.height(h, "mm"), m.height(h, "mm")))
         if t.vcr_percent is not None and m.vcr_percent is not None:
             pairs.vcr.append((t.vcr_percent, m.vcr_percent))
+        if m.genant_grade is None:
+            pairs.refused += 1
+            continue
         pairs.grade.append((t.genant_grade, m.genant_grade))
         pairs.kind.append((t.deformity, m.deformity))
     return pairs
 
 
 def summarise(pairs: Pairs) -> dict[str, float]:
-    """Return height MAE (mm), VCR MAE (points), VCR r, Bland-Altman limits, Genant kappa and type agreement."""
+    """Return height MAE (mm), VCR MAE (points), VCR r, Bland-Altman limits, Genant kappa and type agreement (over
+    the graded vertebrae), and how many were graded, missed and refused."""
     out = {}
     heights = [np.asarray(v, float) for v in pairs.heights.values() if v]
     all_h = np.concatenate(heights) if heights else np.zeros((0, 2))
@@ -81,5 +86,5 @@ def summarise(pairs: Pairs) -> dict[str, float]:
     g = np.asarray(pairs.grade).reshape(-1, 2)
     out["genant_kappa"] = cohen_kappa(g[:, 0], g[:, 1], categories=[0, 1, 2, 3]) if len(g) else float("nan")
     out["type_agreement"] = float(np.mean([a == b for a, b in pairs.kind])) if pairs.kind else float("nan")
-    out["vertebrae"], out["missed"] = float(len(g)), float(pairs.missed)
+    out["vertebrae"], out["missed"], out["refused"] = float(len(g)), float(pairs.missed), float(pairs.refused)
     return out

@@ -57,7 +57,7 @@ def evaluate(net, spec, cases, device="cpu", progress: bool = True, keep_curves:
         metrics = binary_metrics(seg.labels, truth_labels)
         metrics["roc_auc"], metrics["pr_auc"] = roc_pr_auc(seg.foreground, truth_labels)
         metrics["seconds"] = seconds
-        if spec.head == "levels":
+        if spec.head != "binary":
             lv = level_metrics(seg.labels, truth_labels)
             metrics["level_identified"] = lv["identified"]
             for code, d in lv["dice"].items():
@@ -66,7 +66,7 @@ def evaluate(net, spec, cases, device="cpu", progress: bool = True, keep_curves:
         if case.truth is not None:
             truth = json.loads(case.truth.read_text())
             morph = measure(seg.labels, image.spacing_mm, image.facing,
-                            anchor=None if spec.head == "levels" else _lowest_level(truth))
+                            anchor=None if spec.head != "binary" else _lowest_level(truth))
             compare(morph, truth, result.morphometry)
         if keep_curves:
             idx = rng.choice(truth_labels.size, min(20_000, truth_labels.size), replace=False)

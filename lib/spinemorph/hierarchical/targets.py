@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from spinemorph.levels import TRAINED_LEVELS
+from spinemorph.levels import TRAINED_LEVELS, level_code
 
 __all__ = ["BodyCentre", "body_centres", "gaussian_maps", "level_channel", "pose_maps", "L5"]
 
@@ -39,12 +39,18 @@ def _height(rows: np.ndarray, cols: np.ndarray) -> float:
     return float(min(np.sqrt(12.0) * minor, rows.max() - rows.min() + 1))
 
 
+_S1 = level_code("S1")
+
+
 def body_centres(labels: np.ndarray, margin: int = 3) -> list[BodyCentre]:
-    """Return the bodies of a labelmap (VerSe codes), top to bottom; within ``margin`` px of the edge: at_edge."""
+    """Return the bodies of a labelmap (VerSe codes), top to bottom; within ``margin`` px of the edge: at_edge.
+
+    The sacrum (S1), labelled as a naming anchor in some training data, is no vertebral body and is left out.
+    """
     labels = np.asarray(labels)
     found = []
     for code, box in enumerate(ndimage.find_objects(labels.astype(np.int64)), start=1):
-        if box is None:
+        if box is None or code == _S1:
             continue
         rows, cols = np.nonzero(labels[box] == code)
         rows, cols = rows + box[0].start, cols + box[1].start

@@ -13,7 +13,7 @@ import torch
 import spinemorph
 from spinemorph.inference.model import load_model
 from spinemorph.levels import level_name
-from spinemorph.networks import LEVEL_CLASSES, count_parameters
+from spinemorph.networks import count_parameters, head_classes
 
 __all__ = ["write_bundle", "metadata_header", "write_bundle_files"]
 
@@ -61,14 +61,16 @@ def write_bundle_files(out: Path, metadata: dict, inference: dict, weights: dict
 def _channels(head: str) -> dict[str, str]:
     if head == "binary":
         return {"0": "vertebral body (logit)"}
-    return {str(i): ("background" if c == 0 else level_name(c)) for i, c in enumerate(LEVEL_CLASSES)}
+    return {str(i): ("background" if c == 0 else level_name(c)) for i, c in enumerate(head_classes(head))}
 
 
 def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelog: str, readme: str,
-                 description: str) -> Path:
+                 description: str, companions: dict[str, str | Path] | None = None) -> Path:
     """Write the bundle folder ``out`` from a training checkpoint and return it.
 
     ``readme`` is the Markdown of docs/README.md: data, the exact commands and the measured metrics.
+    ``companions`` maps a file name under models/ (``facing.pt``, ``refine.pt``) to a checkpoint shipped beside
+    the segmentation weights: the facing model and the stage-2 network, kept with their specs.
     """
     net, spec = load_model(checkpoint)
     out = Path(out)
@@ -101,6 +103,12 @@ def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelo
         "note": "Run with spinemorph.inference.load_model(bundle_root) and spinemorph.inference.segment(pixels, net, "
                 "spec): it repeats the preprocessing, inverts the padding and post-processes the levels.",
     }
-    write_bundle_files(out, metadata, inference, {"model.pt": net.state_dict()}, readme)
+    weights = {"model.pt": net.state_dict()}
+    for name, path in (companions or {}).items():
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        weights[name] = {k: ckpt[k] for k in ("state_dict", "spec") if k in ckpt}
+    metadata["companions"] = {name: "facing model (spinemorph.facing)" if name == "facing.pt" else
+                              "stage-2 network (spinemorph.refine)" for name in (companions or {})}
+    write_bundle_files(out, metadata, inference, weights, readme)
     load_model(out)  # the bundle must load back
     return out

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from spinemorph.inference.model import ModelSpec
 from spinemorph.networks import class_to_code
-from spinemorph.postprocess import clean_binary, consistent_levels
+from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
 from spinemorph.transforms import invert_pad, preprocess
 
 __all__ = ["Segmentation", "segment"]
@@ -19,11 +20,17 @@ __all__ = ["Segmentation", "segment"]
 
 @dataclass
 class Segmentation:
-    """A labelmap on the input's grid (VerSe codes, or 1 for a binary head), its body probability and timings."""
+    """A labelmap on the input's grid (VerSe codes, or 1 for a binary head), its body probability and timings.
+
+    ``confidence`` maps each level code in ``labels`` to the mean body probability over its segment;
+    ``naming`` says how a level head's bodies were named (``spinemorph.postprocess.LevelNaming``).
+    """
 
     labels: np.ndarray
     foreground: np.ndarray  # P(body) per pixel, float32, input grid
     timings: dict[str, float] = field(default_factory=dict)
+    confidence: dict[int, float] = field(default_factory=dict)
+    naming: LevelNaming | None = None
 
 
 def _probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
@@ -31,6 +38,13 @@ def _probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
         p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=1)
     return torch.softmax(logits, dim=1)
+
+
+def _confidence(labels: np.ndarray, body: np.ndarray) -> dict[int, float]:
+    """Return each code's mean body probability over its segment."""
+    codes = [c for c in np.unique(labels) if c]
+    means = ndimage.mean(body, labels, codes) if codes else []
+    return {int(c): round(float(m), 4) for c, m in zip(codes, means, strict=True)}
 
 
 @torch.no_grad()
@@ -49,17 +63,28 @@ def segment(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | t
     start = time.perf_counter()
     # Only the body probability needs smooth edges on the input grid; which level a body pixel belongs to is
     # the same at the network's resolution (discs separate levels), so one channel is resized bilinearly and
-    # the class map by nearest neighbour, not all 18 probability maps.
+    # the class map by nearest neighbour, not all 18 probability maps. The sacrum of an anchored head is not a
+    # body: it is its own channel, kept where it wins over the bodies.
     probs = probs.cpu()
-    body = invert_pad(1.0 - probs[:1], geometry)[0]
+    anchored = spec.head == "anchored"
+    sacrum = probs[-1:] if anchored else torch.zeros_like(probs[:1])
+    body = invert_pad(1.0 - probs[:1] - sacrum, geometry)[0]
     inside = (body > 0.5).numpy()
     if spec.head == "binary":
         classes = inside.astype(np.int64)
     else:
-        level = invert_pad((probs[1:].argmax(0, keepdim=True) + 1).float(), geometry, "nearest")[0]
+        levels = probs[1:-1] if anchored else probs[1:]
+        level = invert_pad((levels.argmax(0, keepdim=True) + 1).float(), geometry, "nearest")[0]
         classes = np.where(inside, level.numpy().astype(np.int64), 0)
+        if anchored:
+            s1 = (invert_pad(sacrum, geometry)[0] > 0.5).numpy() & ~inside
+            classes[s1] = len(probs) - 1
     labels = class_to_code(classes, spec.head)
-    if postprocess:
-        labels = clean_binary(labels) if spec.head == "binary" else consistent_levels(labels)
+    naming = None
+    if postprocess and spec.head == "binary":
+        labels = clean_binary(labels)
+    elif postprocess:
+        labels, naming = name_levels(labels)
     times["postprocess_s"] = time.perf_counter() - start
-    return Segmentation(labels, body.numpy().astype(np.float32), times)
+    foreground = body.numpy().astype(np.float32)
+    return Segmentation(labels, foreground, times, _confidence(labels, foreground), naming)

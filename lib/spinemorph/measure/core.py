@@ -9,6 +9,7 @@ import numpy as np
 from spinemorph.conventions import EDGE_MARGIN_PX
 from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
 from spinemorph.measure.facing import infer_facing
+from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records
 from spinemorph.measure.geometry import initial_axes, locate_all
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
@@ -44,7 +45,9 @@ def _touches_edge(body: Body, shape: tuple[int, int]) -> bool:
 
 
 def measure(labels, spacing=None, facing: str | None = None, anchor: str | None = None,
-            binary: bool | None = None, facing_source: str = "argument") -> Morphometry:
+            binary: bool | None = None, facing_source: str = "argument", *, facing_confidence: float | None = None,
+            confidence: dict[int, float] | None = None, level_naming: dict | None = None,
+            gates: Gates = DEFAULT_GATES, stages: dict[int, int] | None = None) -> Morphometry:
     """Return the morphometry of every vertebral body in a 2D labelmap.
 
     Args:
@@ -54,6 +57,14 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         anchor: the level of the lowest body of a binary mask (e.g. "L5"); bodies are V1..Vn without it.
         binary: force reading value 1 as a body mask (True) or as C1 (False); None decides from the values.
         facing_source: where ``facing`` came from, for the record ("argument", "PatientOrientation", ...).
+        facing_confidence: how sure the source of ``facing`` is (a facing model); under ``gates.facing`` nothing
+            is graded (``facing_uncertain``). An inferred facing is held to the same bar.
+        confidence: per level code, the network's mean body probability over its segment (``spinemorph.measure.
+            gates``: a segment under ``gates.confidence`` is not graded).
+        level_naming: how the levels were named (anchor, ``level_uncertain``, alternatives), passed through.
+        gates: what a segment must pass to be graded (``spinemorph.measure.gates.Gates``).
+        stages: per level code, the stage of the pipeline that drew its outline (1: the whole film; 2: its own
+            full-resolution crop), passed through to the records.
 
     Example::
 
@@ -82,18 +93,26 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     geos = locate_all(index_map, np.array(centroids), initial_axes(centroids, scale), scale, reach)
     truncated = [_touches_edge(b, arr.shape) for b in bodies]
     usable = [g is not None and not t for g, t in zip(geos, truncated, strict=True)]
-    confidence = None
     if facing is None:
         idx = [i for i, ok in enumerate(usable) if ok]
-        facing, confidence = infer_facing([bodies[i].code for i in idx], [centroids[i] for i in idx],
-                                          [geos[i].heights_mm["left"] for i in idx],
-                                          [geos[i].heights_mm["right"] for i in idx], scale, spacing is not None)
+        facing, facing_confidence = infer_facing([bodies[i].code for i in idx], [centroids[i] for i in idx],
+                                                 [geos[i].heights_mm["left"] for i in idx],
+                                                 [geos[i].heights_mm["right"] for i in idx], scale,
+                                                 spacing is not None)
         facing_source = "inferred"
         flags.append("facing_inferred")
+    facing_uncertain = facing_confidence is not None and facing_confidence < gates.facing
+    if facing_uncertain:
+        flags.append("facing_uncertain")
+    if level_naming and level_naming.get("level_uncertain"):
+        flags.append("level_uncertain")
     records = [_record(b, g, ok, t, facing, scale, spacing) for b, g, ok, t in zip(bodies, geos, usable, truncated,
                                                                                    strict=True)]
+    for rec in records:
+        rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
     grade_records(records, neighbours([b.code for b in bodies], centroids), "mm" if spacing else "px")
-    return Morphometry(records, facing, facing_source, spacing, flags, confidence)
+    gate_records(records, bodies, confidence, facing_uncertain, gates)
+    return Morphometry(records, facing, facing_source, spacing, flags, facing_confidence, level_naming)
 
 
 def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, spacing) -> VertebraRecord:

@@ -43,6 +43,8 @@ class VertebraRecord:
     points: dict[str, list[float]] = field(default_factory=dict)
     points_mm: dict[str, list[float]] | None = None
     center_px: list[float] | None = None
+    confidence: float | None = None  # the network's mean body probability over the segment, when known
+    stage: int | None = None  # which stage drew the outline: 1 (whole film) or 2 (full-resolution crop)
     flags: list[str] = field(default_factory=list)
 
     def height(self, which: str, unit: str) -> float | None:
@@ -68,6 +70,7 @@ class Morphometry:
     spacing_mm: tuple[float, float] | None
     flags: list[str] = field(default_factory=list)
     facing_confidence: float | None = None
+    level_naming: dict | None = None  # anchor, level_uncertain and alternatives, from spinemorph.postprocess
 
     @property
     def unit(self) -> str:
@@ -83,7 +86,8 @@ class Morphometry:
         return {
             "units": self.unit, "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
             "facing": self.facing, "facing_source": self.facing_source, "facing_confidence": self.facing_confidence,
-            "flags": list(self.flags), "vertebrae": [asdict(r) for r in self.vertebrae],
+            "flags": list(self.flags), "level_naming": self.level_naming,
+            "vertebrae": [asdict(r) for r in self.vertebrae],
         }
 
     def write_json(self, path: str | Path) -> None:

@@ -9,17 +9,20 @@ said, allowing for a missing body where the gap between two centroids is much wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
-from spinemorph.levels import TRAINED_LEVELS
+from spinemorph.levels import TRAINED_LEVELS, level_code, level_name
 from spinemorph.measure.indices import missing_after
 
-__all__ = ["clean_binary", "consistent_levels", "level_positions"]
+__all__ = ["clean_binary", "consistent_levels", "level_positions", "name_levels", "LevelNaming"]
 
 _EIGHT = np.ones((3, 3), bool)
 _MIN_AREA_FRACTION = 0.2  # of the median body
 _SPECK_FRACTION = 0.05  # of the largest body (for the median) or of the median body (a body cut by the edge)
+S1 = level_code("S1")
 
 
 def clean_binary(mask: np.ndarray) -> np.ndarray:
@@ -63,11 +66,11 @@ def _touches_edge(box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
     return any(b.start == 0 or b.stop == n for b, n in zip(box, shape, strict=True))
 
 
-def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) -> np.ndarray:
-    """Return a VerSe labelmap with one component per level, holes filled, levels consecutive top to bottom."""
+def _pieces(labels: np.ndarray) -> list:
+    """Return each level's pieces worth keeping, top to bottom: (row centroid, area, code, box, mask in box)."""
     # Each level is handled inside its bounding box, each piece inside its own: on a 2048² radiograph this is
     # 10× faster than whole-image masks, with the same result (a hole never touches its piece's box).
-    pieces = []  # (row centroid, area, predicted code, box, mask inside the box)
+    pieces = []
     for code, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
@@ -88,24 +91,101 @@ def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVE
             rows = np.nonzero(comps[sub] == i)[0] + piece[0].start
             pieces.append((float(rows.mean()), float(m.sum()), code, piece, m))
     if not pieces:
-        return np.zeros(labels.shape, np.uint8)
+        return []
     # "The median body" must not count specks: on a large image, one misclassified pixel of the network's grid
     # becomes a few dozen pixels of some level, and a dozen of them would drag the median down to their size.
     areas = np.array([p[1] for p in pieces])
     median_area = float(np.median(areas[areas >= _SPECK_FRACTION * areas.max()]))
     pieces = [p for p in pieces if p[1] >= _MIN_AREA_FRACTION * median_area
               or (p[1] >= _SPECK_FRACTION * median_area and _touches_edge(p[3], labels.shape))]
-    pieces.sort(key=lambda p: p[0])
-    position = _positions(pieces, labels.shape[0], len(levels))
+    return sorted(pieces, key=lambda p: p[0])
+
+
+def _network_offset(pieces: list, position: np.ndarray, levels: tuple[int, ...]) -> int:
+    """Return the offset of the run of levels that agrees best, by area, with what the network said."""
     index = {c: i for i, c in enumerate(levels)}
     said = np.array([index.get(p[2], -10**6) for p in pieces])
     weights = np.array([p[1] for p in pieces])
     offsets = np.arange(-int(position[-1]), len(levels))
     score = [(weights * (said == k + position)).sum() for k in offsets]
-    k = int(offsets[int(np.argmax(score))])
-    out = np.zeros(labels.shape, np.uint8)
+    return int(offsets[int(np.argmax(score))])
+
+
+def _paint(shape: tuple[int, int], pieces: list, position: np.ndarray, k: int, levels: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, np.uint8)
     for p, pos in zip(pieces, position, strict=True):
         if 0 <= k + pos < len(levels):
             window = out[p[3]]
             window[p[4] & (window == 0)] = levels[k + pos]
     return out
+
+
+def consistent_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) -> np.ndarray:
+    """Return a VerSe labelmap with one component per level, holes filled, levels consecutive top to bottom."""
+    pieces = _pieces(labels)
+    if not pieces:
+        return np.zeros(labels.shape, np.uint8)
+    position = _positions(pieces, labels.shape[0], len(levels))
+    return _paint(labels.shape, pieces, position, _network_offset(pieces, position, levels), levels)
+
+
+@dataclass(frozen=True)
+class LevelNaming:
+    """How the bodies got their names.
+
+    ``anchor`` is the visible landmark the count ran from ("S1"), or None; without one the names are the
+    network's best guess, ``level_uncertain`` is True and ``alternatives`` lists the other plausible namings
+    (the same bodies, top to bottom, shifted one level up or down).
+    """
+
+    anchor: str | None
+    level_uncertain: bool
+    alternatives: tuple[tuple[str, ...], ...] = ()
+    network_shift: int = 0  # levels the anchor moved the network's own naming (positive: down the spine)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return {"anchor": self.anchor, "level_uncertain": self.level_uncertain,
+                "alternatives": [list(a) for a in self.alternatives], "network_shift": self.network_shift}
+
+
+def _sacrum(labels: np.ndarray, lowest: tuple) -> np.ndarray | None:
+    """Return the sacrum's mask when an S1 region sits right below the lowest body (one disc apart), else None."""
+    comps, n = ndimage.label(labels == S1, structure=_EIGHT)
+    if n == 0:
+        return None
+    areas = np.bincount(comps.ravel())[1:]
+    sacrum = comps == 1 + int(np.argmax(areas))
+    rows = np.nonzero(sacrum)[0]
+    body_height = lowest[3][0].stop - lowest[3][0].start
+    gap = rows.min() - lowest[3][0].stop  # rows of disc between the lowest body and the sacrum
+    if areas.max() < 0.25 * lowest[1] or rows.mean() <= lowest[0] or gap > 0.8 * body_height:
+        return None  # a speck, something above the lowest body, or a body missing in between
+    return sacrum
+
+
+def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) -> tuple[np.ndarray, LevelNaming]:
+    """Return a labelmap like ``consistent_levels``', named from the sacrum when it is in view, and how.
+
+    With S1 (code 26) right below the lowest body, that body is L5 and the count runs up from there; the sacrum
+    stays in the labelmap as the anchor. Without it (or with a gap that may hide a body) the network's
+    naming stands, flagged ``level_uncertain``, with the namings one level up and down as alternatives.
+    """
+    pieces = _pieces(np.where(labels == S1, 0, labels).astype(labels.dtype))
+    if not pieces:
+        return np.zeros(labels.shape, np.uint8), LevelNaming(None, False)
+    position = _positions(pieces, labels.shape[0], len(levels))
+    k_net = _network_offset(pieces, position, levels)
+    sacrum = _sacrum(labels, pieces[-1])
+    if sacrum is not None and levels[-1] == level_code("L5"):
+        k = len(levels) - 1 - int(position[-1])
+        out = _paint(labels.shape, pieces, position, k, levels)
+        out[sacrum & (out == 0)] = S1
+        return out, LevelNaming("S1", False, (), k - k_net)
+
+    def names(k: int) -> tuple[str, ...]:
+        return tuple(level_name(levels[k + p]) for p in position if 0 <= k + p < len(levels))
+
+    others = tuple(names(k) for k in (k_net - 1, k_net + 1)
+                   if 0 <= k + position[0] and k + position[-1] < len(levels))
+    return _paint(labels.shape, pieces, position, k_net, levels), LevelNaming(None, True, others)

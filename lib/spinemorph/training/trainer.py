@@ -174,15 +174,27 @@ def train(config: TrainConfig, cases: list[Case], progress: Callable[[dict], Non
 
 
 def _initial(spec: ModelSpec, init: str | None):
+    """Return the network to train: fresh, or from ``init``'s weights. A per-level model can start an anchored one
+    (its classes are the anchored head's first ones: only the sacrum's output channel starts fresh)."""
     net = spec.build()
     if init:
         from spinemorph.inference.model import load_model
 
         source, source_spec = load_model(init)
-        if (source_spec.network, source_spec.head) != (spec.network, spec.head):
+        grows = (source_spec.head, spec.head) == ("levels", "anchored")
+        if source_spec.network != spec.network or (source_spec.head != spec.head and not grows):
             raise ValueError(f"Cannot start a {spec.network}/{spec.head} model from a "
                              f"{source_spec.network}/{source_spec.head} one ({init}).")
-        net.load_state_dict(source.state_dict())
+        if not grows:
+            net.load_state_dict(source.state_dict())
+            return net
+        state = net.state_dict()
+        for name, value in source.state_dict().items():
+            if value.shape == state[name].shape:
+                state[name] = value
+            else:  # the output layer: one more class (along dim 0 of a conv, dim 1 of a transposed conv)
+                state[name][tuple(slice(0, n) for n in value.shape)] = value
+        net.load_state_dict(state)
     return net
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from spinemorph.inference import load_model
+from spinemorph.inference.analyse import load_facing, load_refiner
 from spinemorph.inference.identity import weights_identity
 from spinemorph.levels import level_name
-from spinemorph.networks import LEVEL_CLASSES
+from spinemorph.networks import head_classes
 
 __all__ = ["SegmentationConfig"]
 
@@ -36,19 +37,37 @@ class SegmentationConfig:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: tuple[float, str, object, object] | None = None
+        self._companions: dict[str, object] = {}  # the facing model and the stage-2 network, loaded once
 
     @property
     def labels(self) -> dict[str, int]:
         """Return the label names and values this model writes."""
         if self.head == "binary":
             return {"vertebral body": 1}
-        return {level_name(c): c for c in LEVEL_CLASSES[1:]}
+        return {level_name(c): c for c in head_classes(self.head)[1:]}
 
     def weights(self) -> Path | None:
         """Return the weights to serve: the published model when there is one, else the initial ones."""
         if self.published.is_file():
             return self.published
         return self.initial if self.initial is not None and self.initial.exists() else None
+
+    def _companion(self, kind: str, load):
+        """Return a model shipped beside the served weights, else beside the initial bundle's (training publishes
+        a segmentation model only), or None when there is neither; loaded once."""
+        with self._lock:
+            if kind not in self._companions:
+                found = (load(p) for p in (self.weights(), self.initial) if p is not None and p.exists())
+                self._companions[kind] = next((f for f in found if f is not None), None)
+            return self._companions[kind]
+
+    def facing_model(self):
+        """Return the facing model (pixels -> facing, confidence), or None."""
+        return self._companion("facing", load_facing)
+
+    def refiner(self):
+        """Return the stage-2 network and its spec (on the CPU), or None."""
+        return self._companion("refiner", load_refiner)
 
     def identity(self) -> dict[str, str]:
         """Return the served weights' path, SHA-256 (12 hex digits) and version, as infer replies name them."""

@@ -7,14 +7,16 @@ import os
 import tempfile
 import time
 
+import numpy as np
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from lib.configs.segmentation import SegmentationConfig
 from lib.datastore import checked_radiograph
-from spinemorph.inference import segment
+from lib.options import as_bool
+from spinemorph.inference.analyse import analyse
 from spinemorph.io import write_labelmap
-from spinemorph.measure import measure
+from spinemorph.levels import level_name
 
 __all__ = ["SegmentationInfer"]
 
@@ -27,10 +29,11 @@ class SegmentationInfer(InferTask):
 
     def __init__(self, config: SegmentationConfig) -> None:
         self.cfg = config
-        head = "per-level" if config.head == "levels" else "binary body"
+        head = {"levels": "per-level", "anchored": "per-level + S1 anchor"}.get(config.head, "binary body")
         super().__init__(InferType.SEGMENTATION, config.labels, 2,
                          f"{config.network} ({head} head): vertebral bodies of a lateral radiograph, with VCR and "
-                         "Genant grade", config={"device": "cuda|cpu (default: cuda when present)"})
+                         "Genant grade", config={"device": "cuda|cpu (default: cuda when present)",
+                                 "stage2": "redraw every body in its full-resolution crop (default true)"})
 
     def is_valid(self) -> bool:
         return self.cfg.weights() is not None
@@ -47,22 +50,22 @@ class SegmentationInfer(InferTask):
             net, spec = self.cfg.model(device)
         except FileNotFoundError as err:
             raise HTTPException(503, str(err)) from None
-        seg = segment(image.pixels, net, spec, device)
-        times.update(seg.timings)
-        start = time.perf_counter()
-        anchor = request.get("anchor") if spec.head == "binary" else None
-        result = measure(seg.labels, image.spacing_mm, image.facing, anchor=anchor,
-                         facing_source="PatientOrientation" if image.meta.get("format") == "dicom" else "file")
-        times["morphometry_s"] = time.perf_counter() - start
+        refiner = self.cfg.refiner() if as_bool(request.get("stage2", True)) else None
+        if refiner is not None and device != "cpu":
+            refiner = (refiner[0].to(device), refiner[1])
+        done = analyse(image, net, spec, device, self.cfg.facing_model(), anchor=request.get("anchor"),
+                       refiner=refiner)
+        times.update(done.timings)
+        result = done.morphometry
         start = time.perf_counter()
         # A folder of its own: the server deletes the file after answering, and a client on this machine saves
         # its copy under the same name in the system temp folder, which must not be the same file.
         out = tempfile.NamedTemporaryFile(suffix=".nii.gz", dir=_RESULTS, delete=False).name
-        write_labelmap(out, seg.labels, image)
+        write_labelmap(out, done.labels, image)
         times["write_s"] = time.perf_counter() - start
         times["total_s"] = sum(times.values())
-        levels = {r.level: r.code for r in result.vertebrae}
-        log.info("%s: %d bodies in %.3f s", self.cfg.name, len(levels), times["total_s"])
+        levels = {level_name(c): int(c) for c in np.unique(done.labels) if c}  # with S1, the anchor, when found
+        log.info("%s: %d bodies in %.3f s", self.cfg.name, len(result.vertebrae), times["total_s"])
         return out, {
             "model": self.cfg.name, "label_names": levels, "morphometry": result.to_dict(),
             "timings": {k: round(v, 4) for k, v in times.items()},

@@ -22,6 +22,7 @@ from fastapi import HTTPException
 from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.configs.segmentation import SegmentationConfig
+from lib.options import as_bool
 from spinemorph.inference import load_model
 from spinemorph.inference.identity import publish_checkpoint, weights_identity
 from spinemorph.training import Case, TrainConfig, train
@@ -66,7 +67,7 @@ class SegmentationTrain(TrainTask):
                              loss="dice" if spec.head == "binary" else "dicece", size=spec.preprocessing.size,
                              epochs=int(options["max_epochs"]), batch_size=int(options["batch_size"]),
                              lr=float(options["lr"]), val_fraction=float(options["val_split"]),
-                             init=str(initial) if _true(options["pretrained"]) else None,
+                             init=str(initial) if as_bool(options["pretrained"]) else None,
                              time_budget_s=float(options["minutes"]) * 60)
         start = time.time()
         if options["multi_gpu"] and torch.cuda.device_count() > 1:
@@ -75,11 +76,6 @@ class SegmentationTrain(TrainTask):
             summary = train(config, cases, progress=_report)
         return publish(run / "model.pt", self.cfg.published, self.cfg.published.with_name("train_stats.json"),
                        summary, initial, start, self.cfg.name, scratch=config.init is None)
-
-
-def _true(value) -> bool:
-    """Return a request option as a bool: JSON booleans, and "false"/"0"/"no" from a form."""
-    return value if isinstance(value, bool) else str(value).strip().lower() not in ("false", "0", "no", "")
 
 
 def publish(best: Path, published: Path, stats_path: Path, summary: dict, started_from, start: float,

@@ -12,18 +12,20 @@ import slicer
 import vtk
 
 from SpineMorphLib.grid import PlaneGrid
+from SpineMorphLib.levels import shifted_codes
 from SpineMorphLib.markups import HeightLine
 from SpineMorphLib.records import labels_from_export, segment_code, segment_style
 
 __all__ = [
     "ATTR", "grid_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels", "style_segments",
-    "fill_table", "add_height_line", "line_points", "set_line_color", "remove_nodes",
+    "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color", "remove_nodes",
 ]
 
 #: Node attributes the module writes on the volumes it loads (values are text).
 ATTR = {"image_id": "SpineMorph.ImageId", "spacing": "SpineMorph.SpacingMm", "facing": "SpineMorph.Facing",
         "facing_source": "SpineMorph.FacingSource", "patient_id": "SpineMorph.PatientId",
-        "study_uid": "SpineMorph.StudyUID", "level": "SpineMorph.Level", "station": "SpineMorph.Station"}
+        "study_uid": "SpineMorph.StudyUID", "level": "SpineMorph.Level", "station": "SpineMorph.Station",
+        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence"}
 
 
 def _matrix(node) -> np.ndarray:
@@ -150,6 +152,44 @@ def style_segments(segmentation) -> None:
             name, colour = segment_style(code)
             segment.SetName(name)
             segment.SetColor(*colour)
+
+
+def flip_facing(volume, measured: str | None = None) -> str:
+    """Set ``volume``'s facing to the other side, recorded as the annotator's call; return the new facing.
+
+    ``measured`` is the facing the last measurement used, for a volume that carries none of its own.
+    """
+    if volume is None:
+        raise ValueError("Choose the image whose facing to flip.")
+    current = volume.GetAttribute(ATTR["facing"]) or measured
+    if current not in ("left", "right"):
+        raise ValueError("The facing is not known yet: measure first.")
+    facing = "right" if current == "left" else "left"
+    volume.SetAttribute(ATTR["facing"], facing)
+    volume.SetAttribute(ATTR["facing_source"], "annotator")
+    return facing
+
+
+def shift_levels(scene, node, steps: int) -> dict[int, int]:
+    """Move every level of a segmentation or labelmap node ``steps`` down the spine (negative: up): segment names and
+    colours, or labelmap values; return old code -> new code (``SpineMorphLib.levels.shifted_codes``: S1 stays)."""
+    if node.IsA("vtkMRMLSegmentationNode"):
+        segs = node.GetSegmentation()
+        segments = [segs.GetNthSegment(i) for i in range(segs.GetNumberOfSegments())]
+        codes = {id(s): segment_code(s.GetName(), s.GetLabelValue()) for s in segments}
+        mapping = shifted_codes([c for c in codes.values() if c is not None], steps)
+        for segment in segments:  # a segment's level is its name (its label value is the export's business)
+            if codes[id(segment)] is not None:
+                segment.SetName(segment_style(mapping[codes[id(segment)]])[0])
+        style_segments(node)
+        return mapping
+    array = slicer.util.arrayFromVolume(node)
+    mapping = shifted_codes([int(c) for c in np.unique(array) if c], steps)
+    lookup = np.arange(max(256, int(array.max()) + 1), dtype=array.dtype)
+    for old, new in mapping.items():
+        lookup[old] = new
+    slicer.util.updateVolumeFromArray(node, lookup[array])
+    return mapping
 
 
 def fill_table(table, headers: list[str], rows: list[list[str]]) -> None:

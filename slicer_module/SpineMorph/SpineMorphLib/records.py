@@ -9,6 +9,7 @@ import numpy as np
 
 from spinemorph.levels import is_level_code, level_code, level_color, level_name
 from spinemorph.measure import Morphometry, VertebraRecord
+from spinemorph.measure.gates import GATE_FLAGS
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.overlay import GRADE_COLORS
 
@@ -104,6 +105,10 @@ def set_station(record: VertebraRecord, station: str, superior, inferior, spacin
     record.points[f"superior_{station}"] = [round(float(v), 4) for v in top]
     record.points[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
     height = STATIONS[station]
+    # Points the annotator placed are the annotator's measurement: the gates that judged the segment no longer apply.
+    record.flags = [f for f in record.flags if f not in ("low_confidence", *GATE_FLAGS)]
+    if "placed_by_annotator" not in record.flags:
+        record.flags.append("placed_by_annotator")
     setattr(record, f"{height}_px", float(np.linalg.norm(top - bottom)))
     if spacing is not None:
         scale = np.asarray(spacing, float)
@@ -113,7 +118,8 @@ def set_station(record: VertebraRecord, station: str, superior, inferior, spacin
 
 
 def regrade(result: Morphometry) -> None:
-    """Recompute every record's indices, VCR and Genant grade in place from its current heights."""
+    """Recompute every record's indices, VCR and Genant grade in place from its current heights; a record the gates
+    refused (``low_confidence``, ``facing_uncertain``) stays ungraded."""
     for rec in result.vertebrae:
         for name in _GRADED:
             setattr(rec, name, None)
@@ -121,3 +127,6 @@ def regrade(result: Morphometry) -> None:
     codes = [rec.code for rec in result.vertebrae]
     centres = [np.asarray(rec.center_px, float) for rec in result.vertebrae]
     grade_records(result.vertebrae, neighbours(codes, centres), result.unit)
+    for rec in result.vertebrae:
+        if "low_confidence" in rec.flags or "facing_uncertain" in rec.flags:
+            rec.genant_grade, rec.deformity = None, None

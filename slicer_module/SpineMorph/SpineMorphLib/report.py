@@ -12,7 +12,24 @@ from spinemorph.measure import Morphometry
 from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
 from SpineMorphLib.records import table_headers, table_rows
 
-__all__ = ["write_table_csv", "patient_report", "render_overlay", "answered_by"]
+__all__ = ["write_table_csv", "patient_report", "render_overlay", "answered_by", "result_summary"]
+
+
+def result_summary(result: Morphometry) -> str:
+    """Return one line on how far to trust a result: the facing and its source, and how the levels were named."""
+    if result is None:
+        return "Facing: not measured yet"
+    side = f"anterior on the {result.facing}" if result.facing else "unknown"
+    sure = f", {result.facing_confidence:.2f}" if result.facing_confidence is not None else ""
+    text = f"Facing: {side} ({result.facing_source}{sure})"
+    if "facing_uncertain" in result.flags:
+        text += ", unsure: not graded"
+    naming = result.level_naming or {}
+    if naming.get("anchor"):
+        text += f". Levels counted from {naming['anchor']}"
+    elif naming.get("level_uncertain"):
+        text += ". Levels: no anchor in view, the count may be off"
+    return text
 
 
 def answered_by(reply: dict) -> str:

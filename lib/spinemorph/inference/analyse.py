@@ -1,0 +1,103 @@
+"""One radiograph from pixels to a graded VCR table, the same way everywhere: the CLI, the server and the benches.
+
+segment (levels named from the sacrum when in view) → stage 2 (each body redrawn in a full-resolution crop, when the
+model has a refiner and it is not switched off) → the facing (DICOM PatientOrientation when the file has it, else
+the facing model, else the labelmap's own curvature, each with its confidence) → measure, with the gates that
+refuse to grade an implausible body or an unsure facing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spinemorph.inference.model import ModelSpec
+from spinemorph.inference.segment import Segmentation, segment
+from spinemorph.io import Radiograph
+from spinemorph.measure import Morphometry, measure
+from spinemorph.measure.gates import DEFAULT_GATES, Gates
+from spinemorph.refine.stage import refine
+
+__all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "FACING_FILE"]
+
+#: A facing model: pixels -> (facing "left"/"right", confidence in [0.5, 1]).
+FacingModel = Callable[..., tuple[str, float]]
+#: Where a bundle keeps its facing model, beside models/model.pt.
+FACING_FILE = "facing.pt"
+
+
+def load_facing(model_path: str | Path) -> FacingModel | None:
+    """Return the facing model shipped beside a segmentation model (a bundle's models/facing.pt), or None."""
+    path = Path(model_path)
+    path = path / "models" / FACING_FILE if path.is_dir() else path.with_name(FACING_FILE)
+    if not path.is_file():
+        return None
+    from spinemorph.facing import load_facing_model, predict_facing
+
+    net, spec = load_facing_model(path)
+
+    def predict(pixels) -> tuple[str, float]:
+        guess = predict_facing(pixels, net, spec)
+        return guess.facing, guess.confidence
+
+    return predict
+
+
+@dataclass
+class Analysis:
+    """A radiograph's labelmap (input grid, VerSe codes; stage 2's when it ran), stage 1's segmentation and the
+    morphometry."""
+
+    labels: object
+    segmentation: Segmentation
+    morphometry: Morphometry
+    timings: dict[str, float]
+
+
+def load_refiner(model_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec] | None:
+    """Return the stage-2 network shipped beside a segmentation model (a bundle's models/refine.pt), or None."""
+    from spinemorph.inference.model import load_model
+    from spinemorph.refine import REFINER_FILE
+
+    path = Path(model_path)
+    path = path / "models" / REFINER_FILE if path.is_dir() else path.with_name(REFINER_FILE)
+    return load_model(path, device) if path.is_file() else None
+
+
+def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tuple[str | None, str, float | None]:
+    """Return (facing, source, confidence): the file's own facing when it has one, else the facing model's."""
+    if image.facing is not None:
+        return image.facing, "PatientOrientation" if image.meta.get("format") == "dicom" else "file", None
+    if facing_model is None:
+        return None, "inferred", None
+    facing, confidence = facing_model(image.pixels)
+    return facing, "image", round(float(confidence), 4)
+
+
+def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
+            facing_model: FacingModel | None = None, gates: Gates = DEFAULT_GATES, anchor: str | None = None,
+            refiner: tuple[nn.Module, ModelSpec] | None = None) -> Analysis:
+    """Return the analysis of one radiograph; ``anchor`` names the lowest body of a binary model's output;
+    ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone)."""
+    seg = segment(image.pixels, net, spec, device)
+    timings = dict(seg.timings)
+    labels, confidence, stages = seg.labels, dict(seg.confidence), None
+    if refiner is not None and spec.head != "binary":
+        done = refine(image.pixels, seg.labels, *refiner, device)
+        labels, stages = done.labels, done.stages
+        confidence.update(done.confidence)
+        timings.update(done.timings)
+    start = time.perf_counter()
+    facing, source, facing_confidence = facing_of(image, facing_model)
+    timings["facing_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
+                     facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
+                     level_naming=seg.naming.to_dict() if seg.naming else None, gates=gates, stages=stages)
+    timings["morphometry_s"] = time.perf_counter() - start
+    return Analysis(labels, seg, result, timings)

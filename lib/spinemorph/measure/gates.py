@@ -1,0 +1,153 @@
+"""Refuse rather than invent: a vertebra is graded only when its segment is a plausible vertebral body.
+
+A record keeps its heights and indices whatever the gates say; its Genant grade and deformity type are withdrawn,
+and the record flagged ``low_confidence`` with the reasons, when any of these fails:
+
+- ``not_solid``: the segment is not one solid piece: fragmented, or filling under half its convex hull (a
+  grade-3 biconcave body, both endplates deeply concave, still fills about 60 %);
+- ``implausible_size``: its area, AP depth or tallest height is out of proportion to its neighbours' (a blob
+  that merges two bodies, or a sliver of one). A compression fracture shortens a body, it does not narrow it,
+  so the depth bounds are tight and the height and area bounds loose enough for a grade-3 crush;
+- ``points_outside``: a six-point station falls outside the segment;
+- ``low_model_confidence``: the network's mean body probability over the segment is under the threshold.
+
+When the facing is unsure (``facing_uncertain``) nothing is graded: a wrong facing swaps Ha and Hp. The
+thresholds are set on held-out simulated and CT-DRR images (bench/calibrate_gates.py), never on a test set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from spinemorph.measure.records import VertebraRecord
+
+__all__ = ["Gates", "DEFAULT_GATES", "gate_records", "segment_statistics", "solidity", "GATE_FLAGS"]
+
+GATE_FLAGS = ("not_solid", "implausible_size", "points_outside", "low_model_confidence")
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Thresholds a segment must pass to be graded.
+
+    Args:
+        solidity: least area / convex-hull area.
+        area: (low, high) ratio of the area to the neighbours' median area.
+        depth: (low, high) ratio of the AP depth to the neighbours' median depth.
+        height: (low, high) ratio of the tallest height to the neighbours' median tallest height.
+        point_tolerance_px: how far outside the segment a station may sit (it lies on the edge by design).
+        confidence: least mean body probability over the segment.
+        facing: least facing confidence to grade at all.
+    """
+
+    solidity: float = 0.5
+    area: tuple[float, float] = (0.3, 2.5)
+    depth: tuple[float, float] = (0.65, 1.5)
+    height: tuple[float, float] = (0.3, 1.8)
+    point_tolerance_px: float = 1.5
+    confidence: float = 0.75
+    facing: float = 0.9
+
+
+DEFAULT_GATES = Gates()
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Return area / convex-hull area of a 2D mask, the hull taken over pixel corners (a rectangle gives 1)."""
+    edge = mask & ~ndimage.binary_erosion(mask)
+    rows, cols = np.nonzero(edge)
+    if rows.size == 0:
+        return 0.0
+    corners = np.concatenate([np.stack([rows + dr, cols + dc], 1) for dr in (0, 1) for dc in (0, 1)]).astype(float)
+    try:
+        hull = ConvexHull(corners).volume  # a 2D hull's "volume" is its area
+    except QhullError:  # a line of pixels
+        return 1.0
+    return float(mask.sum() / hull)
+
+
+def _depth(rec: VertebraRecord) -> float | None:
+    p = rec.points
+    if not p:
+        return None
+    return float(np.mean([np.linalg.norm(np.subtract(p[f"{e}_anterior"], p[f"{e}_posterior"]))
+                          for e in ("superior", "inferior")]))
+
+
+def _tallest(rec: VertebraRecord) -> float | None:
+    heights = [h for h in (rec.Ha_px, rec.Hm_px, rec.Hp_px) if h is not None]
+    return max(heights) if heights else None
+
+
+def _ratio(value: float | None, others: list[float | None]) -> float | None:
+    others = [o for o in others if o]
+    if value is None or not others:
+        return None
+    return value / float(np.median(others))
+
+
+def _outside(rec: VertebraRecord, mask: np.ndarray, origin: tuple[int, int]) -> float:
+    """Return how far (px) the six-point station furthest from the segment lies outside it."""
+    distance = ndimage.distance_transform_edt(~np.pad(mask, 2))
+    worst = 0.0
+    for point in rec.points.values():
+        r, c = int(round(point[0])) - origin[0] + 2, int(round(point[1])) - origin[1] + 2
+        inside = 0 <= r < distance.shape[0] and 0 <= c < distance.shape[1]
+        worst = max(worst, float(distance[r, c]) if inside else np.inf)
+    return worst
+
+
+def segment_statistics(records: list[VertebraRecord], bodies: list,
+                       confidence: dict[int, float] | None = None) -> dict[int, dict]:
+    """Return, per measured record (by index), what the gates judge: solidity, the area, depth and tallest-height
+    ratios to the neighbours' median (None without neighbours), the furthest station outside the segment (px),
+    the model confidence (None when unknown) and whether the segment was fragmented."""
+    measured = [i for i, r in enumerate(records) if r.points]
+    out = {}
+    for i in measured:
+        rec, body = records[i], bodies[i]
+        near = [j for j in measured if j != i and abs(j - i) <= 2]
+        out[i] = {"fragmented": "fragmented" in rec.flags, "solidity": solidity(body.mask),
+                  "area": _ratio(float(body.mask.sum()), [float(bodies[j].mask.sum()) for j in near]),
+                  "depth": _ratio(_depth(rec), [_depth(records[j]) for j in near]),
+                  "height": _ratio(_tallest(rec), [_tallest(records[j]) for j in near]),
+                  "outside_px": _outside(rec, body.mask, body.origin),
+                  "confidence": (confidence or {}).get(rec.code)}
+    return out
+
+
+def _reasons(stats: dict, gates: Gates) -> list[str]:
+    reasons = []
+    if stats["fragmented"] or stats["solidity"] < gates.solidity:
+        reasons.append("not_solid")
+    bounds = ((stats["area"], gates.area), (stats["depth"], gates.depth), (stats["height"], gates.height))
+    if any(r is not None and not lo <= r <= hi for r, (lo, hi) in bounds):
+        reasons.append("implausible_size")
+    if stats["outside_px"] > gates.point_tolerance_px:
+        reasons.append("points_outside")
+    if stats["confidence"] is not None and stats["confidence"] < gates.confidence:
+        reasons.append("low_model_confidence")
+    return reasons
+
+
+def gate_records(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
+                 facing_uncertain: bool = False, gates: Gates = DEFAULT_GATES) -> None:
+    """Withdraw, in place, the grade of every record whose segment fails a gate; flag it and say why.
+
+    ``bodies`` are the records' segments (``spinemorph.measure.bodies.Body``), in the same order; ``confidence``
+    maps a level code to the network's mean body probability over its segment.
+    """
+    for i, stats in segment_statistics(records, bodies, confidence).items():
+        rec = records[i]
+        reasons = _reasons(stats, gates)
+        if facing_uncertain:
+            reasons.append("facing_uncertain")
+        if reasons and rec.genant_grade is not None:
+            rec.genant_grade, rec.deformity = None, None
+        if reasons:
+            rec.flags += [f for f in (["low_confidence"] if set(reasons) - {"facing_uncertain"} else []) + reasons
+                          if f not in rec.flags]

@@ -1,0 +1,47 @@
+"""One radiograph through the whole pipeline: facing from the file, else the facing model, with its confidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spinemorph.data.simulate import SimConfig, simulate
+from spinemorph.inference import load_model
+from spinemorph.inference.analyse import analyse, facing_of
+from spinemorph.io import Radiograph, sagittal_affine
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_levels.pt"
+
+
+def radiograph(facing: str | None, fmt: str) -> tuple[Radiograph, dict]:
+    sim = simulate(51, 0, SimConfig(size=128, fov="lumbar", facing="left"))
+    spacing = sim.spacing_mm
+    return Radiograph(sim.image, spacing, "PixelSpacing", facing, sagittal_affine(spacing, "left"),
+                      {"format": fmt}), sim.truth
+
+
+def test_the_files_facing_wins_and_the_facing_model_answers_only_without_one():
+    asked = []
+
+    def model(pixels):
+        asked.append(pixels.shape)
+        return "right", 0.97
+
+    dicom, _ = radiograph("left", "dicom")
+    assert facing_of(dicom, model) == ("left", "PatientOrientation", None) and not asked
+    png, _ = radiograph(None, "png")
+    assert facing_of(png, model) == ("right", "image", 0.97) and asked == [png.shape]
+    assert facing_of(png, None) == (None, "inferred", None)
+
+
+def test_an_unsure_facing_model_grades_nothing_and_a_sure_one_grades():
+    net, spec = load_model(FIXTURE)
+    png, _ = radiograph(None, "png")
+    unsure = analyse(png, net, spec, facing_model=lambda p: ("left", 0.6)).morphometry
+    assert unsure.facing_source == "image" and "facing_uncertain" in unsure.flags
+    assert all(r.genant_grade is None for r in unsure.vertebrae)
+    sure = analyse(png, net, spec, facing_model=lambda p: ("left", 0.99)).morphometry
+    assert "facing_uncertain" not in sure.flags and any(r.genant_grade is not None for r in sure.vertebrae)
+    assert sure.level_naming["level_uncertain"]  # a per-level model without the sacrum class has no anchor
+    assert np.array_equal(analyse(png, net, spec).labels, analyse(png, net, spec, refiner=None).labels)

@@ -1,0 +1,65 @@
+"""Refuse rather than invent: a segment that is no plausible vertebral body keeps its heights and loses its grade."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinemorph.measure import measure
+from spinemorph.measure.gates import solidity
+
+ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
+
+
+def spine(**changes) -> np.ndarray:
+    """Five 40×60 bodies, T12-L4, in one column; ``changes`` maps a level name to a new (top, bottom, left, right)."""
+    labels = np.zeros((290, 120), np.uint8)
+    names = {"T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23}
+    for name, code in names.items():
+        top, bottom, left, right = changes.get(name, (*ROWS[code], 30, 90))
+        labels[top:bottom, left:right] = code
+    return labels
+
+
+def graded(result) -> dict[str, int | None]:
+    return {r.level: r.genant_grade for r in result.vertebrae}
+
+
+def test_plausible_bodies_are_graded_and_a_real_crush_fracture_too():
+    result = measure(spine(L2=(130, 150, 30, 90)), (1.0, 1.0), "left")  # L2 crushed to half its height
+    assert graded(result) == {"T12": 0, "L1": 0, "L2": 3, "L3": 0, "L4": 0}
+    assert not any("low_confidence" in r.flags for r in result.vertebrae)
+
+
+def test_an_implausible_blob_is_reported_low_confidence_and_not_graded():
+    blob = spine(L2=(120, 160, 45, 75))  # half as deep as its neighbours: no vertebral body
+    rec = measure(blob, (1.0, 1.0), "left").by_level()["L2"]
+    assert rec.genant_grade is None and rec.deformity is None
+    assert rec.flags[:2] == ["low_confidence", "implausible_size"] and rec.Ha_mm and rec.Hp_mm
+    split = spine()
+    split[125:150, 94:119] = 21  # L2 in two pieces: not one solid body
+    rec = measure(split, (1.0, 1.0), "left").by_level()["L2"]
+    assert rec.genant_grade is None and rec.flags == ["fragmented", "low_confidence", "not_solid"]
+
+
+def test_low_model_confidence_withdraws_the_grade():
+    confidence = {19: 0.98, 20: 0.97, 21: 0.55, 22: 0.96, 23: 0.99}
+    result = measure(spine(), (1.0, 1.0), "left", confidence=confidence)
+    assert graded(result) == {"T12": 0, "L1": 0, "L2": None, "L3": 0, "L4": 0}
+    assert result.by_level()["L2"].flags[-2:] == ["low_confidence", "low_model_confidence"]
+
+
+def test_an_unsure_facing_grades_nothing():
+    result = measure(spine(), (1.0, 1.0), "left", facing_source="facing model", facing_confidence=0.6)
+    assert set(graded(result).values()) == {None} and "facing_uncertain" in result.flags
+    assert all("facing_uncertain" in r.flags and "low_confidence" not in r.flags for r in result.vertebrae)
+    sure = measure(spine(), (1.0, 1.0), "left", facing_source="facing model", facing_confidence=0.97)
+    assert set(graded(sure).values()) == {0} and sure.to_dict()["facing_confidence"] == 0.97
+
+
+def test_solidity_of_shapes():
+    square = np.zeros((20, 20), bool)
+    square[5:15, 5:15] = True
+    assert solidity(square) == 1.0
+    ell = square.copy()
+    ell[5:10, 10:15] = False  # an L: 75 pixels in a hull of 100 - 12.5 (the cut corner's triangle)
+    assert solidity(ell) == 75 / 87.5

@@ -1,0 +1,70 @@
+"""Stage 2: crops around stage 1's bodies, redrawn and pasted back into the input's exact geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from spinemorph.inference import ModelSpec
+from spinemorph.refine import MARGIN, body_boxes, crop_inputs, normalised, refine
+from spinemorph.transforms import Preprocessing
+
+SPEC = ModelSpec("unet", "binary", {}, Preprocessing(size=64))
+
+
+def column() -> np.ndarray:
+    """T12, L1 and L2 as 20×30 boxes in a 110×60 labelmap, S1 below them."""
+    labels = np.zeros((110, 60), np.uint8)
+    for i, code in enumerate((19, 20, 21)):
+        labels[10 + 30 * i: 30 + 30 * i, 15:45] = code
+    labels[100:108, 15:45] = 26
+    return labels
+
+
+class Centred(nn.Module):
+    """Stage-2 stand-in: a body at the crop's centre, ``share`` of the crop's side wide and half as tall."""
+
+    def __init__(self, share: float) -> None:
+        super().__init__()
+        self.share = share
+
+    def forward(self, x):
+        n = x.shape[-1]
+        r = (torch.arange(n) - (n - 1) / 2).abs()
+        inside = (r[:, None] < self.share * n / 4) & (r[None, :] < self.share * n / 2)
+        return (inside.float() * 20 - 10).expand(x.shape[0], 1, n, n)
+
+
+def test_each_body_gets_a_square_around_it_and_the_sacrum_none():
+    boxes = body_boxes(column())
+    assert [code for code, _ in boxes] == [19, 20, 21]
+    for i, (_, box) in enumerate(boxes):
+        assert (box.row, box.col) == (19.5 + 30 * i, 29.5) and box.side == MARGIN * 30
+
+
+def test_crops_are_the_networks_input():
+    pixels = np.random.default_rng(0).integers(0, 4096, (110, 60)).astype(np.uint16)
+    x = crop_inputs(normalised(pixels), [b for _, b in body_boxes(column())], SPEC.preprocessing)
+    assert x.shape == (3, 1, 64, 64) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+
+
+def test_redrawn_bodies_keep_their_levels_and_the_input_geometry():
+    labels = column()
+    # A 45 px crop: the stand-in draws 0.6 × 45 = 27 px wide, 13.5 px tall, about each body's centre.
+    done = refine(np.zeros(labels.shape, np.uint16), labels, Centred(0.6), SPEC)
+    assert done.labels.shape == labels.shape and done.labels.dtype == np.uint8
+    assert done.stages == {19: 2, 20: 2, 21: 2} and set(done.confidence) == {19, 20, 21}
+    for code in (19, 20, 21):
+        rows, cols = np.nonzero(done.labels == code)
+        assert abs(rows.mean() - np.nonzero(labels == code)[0].mean()) < 1 and abs(cols.mean() - 29.5) < 1
+        assert 12 <= np.ptp(rows) + 1 <= 15 and 25 <= np.ptp(cols) + 1 <= 29
+    assert np.array_equal(done.labels == 26, labels == 26)  # the anchor stays as stage 1 drew it
+
+
+def test_a_body_stage_2_cannot_redraw_keeps_its_stage_1_outline():
+    labels = column()
+    empty = refine(np.zeros(labels.shape, np.uint16), labels, Centred(0.0), SPEC)
+    assert empty.stages == {19: 1, 20: 1, 21: 1} and np.array_equal(empty.labels, labels)
+    huge = refine(np.zeros(labels.shape, np.uint16), labels, Centred(1.9), SPEC)  # more than twice the area
+    assert set(huge.stages.values()) == {1} and np.array_equal(huge.labels, labels)
