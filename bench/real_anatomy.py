@@ -108,12 +108,16 @@ def run_model(path: Path, sets: dict[str, list[Case]], pictures: list) -> dict:
     facing = load_facing(path)
     out = {}
     for name, cases in sets.items():
-        rows = []
+        rows, mirrored = [], []
         for case in cases:
             done = analyse(case.image, net, spec, facing_model=facing)
             rows.append(score(case, done.labels, done.morphometry))
             pictures.append((name, case, done.labels, done.morphometry))
+            if facing is not None and name != "verse":  # the VerSe set holds its mirrored copies already
+                side, _ = facing(np.fliplr(case.image.pixels))
+                mirrored.append(side != case.facing)
         out[name] = summarise(rows)
+        out[name]["facing_right_mirrored"] = float(np.mean(mirrored)) if mirrored else None
     return out
 
 
@@ -124,7 +128,7 @@ def _fmt(v) -> str:
 def print_table(results: dict) -> None:
     """Print one row per model and set."""
     head = ("model", "set", "images", "vertebrae", "found", "named", "Dice", "false G>=1/img", "false/normal",
-            "G1 sens", "G2 sens", "G3 sens", "facing ok", "facing unsure", "lvl unsure")
+            "G1 sens", "G2 sens", "G3 sens", "facing ok", "facing ok mirrored", "facing unsure", "lvl unsure")
     print(" | ".join(head))
     for model, by_set in results.items():
         for name, s in by_set.items():
@@ -132,7 +136,7 @@ def print_table(results: dict) -> None:
                     if g in s["sensitivity_by_grade"] else "n/a" for g in ("1", "2", "3")]
             cells = (model, name, s["images"], s["vertebrae"], s["found"], s["named"], s["dice"],
                      s["false_grades_per_image"], s["false_grades_per_normal_spine"], *sens, s["facing_right"],
-                     s["facing_unsure"], s["level_uncertain"])
+                     s.get("facing_right_mirrored"), s["facing_unsure"], s["level_uncertain"])
             print(" | ".join(_fmt(c) for c in cells))
 
 

@@ -44,6 +44,7 @@ from spinemorph.evaluation.detection import (  # noqa: E402
     pr_curve,
 )
 from spinemorph.inference import load_model, segment  # noqa: E402
+from spinemorph.inference.fusion import morph_probability, reduction  # noqa: E402
 from spinemorph.io import read_labelmap, read_radiograph  # noqa: E402
 from spinemorph.levels import level_name  # noqa: E402
 from spinemorph.measure import measure  # noqa: E402
@@ -63,19 +64,6 @@ def boxes_of(labels: np.ndarray, codes) -> dict[int, np.ndarray]:
         if rows.size:
             out[int(code)] = np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], float)
     return out
-
-
-def reduction(rec) -> float | None:
-    """Return a measured body's worst height reduction (what the Genant grade thresholds), or None."""
-    if rec.wedge is None:
-        return None
-    losses = [1 - rec.wedge, 1 - rec.biconcave] + ([1 - rec.crush] if rec.crush is not None else [])
-    return max(0.0, *losses)
-
-
-def morph_probability(r: float | None) -> float:
-    """Return the morphometry's fracture probability: 0.5 at the Genant grade-1 limit of 20 % reduction."""
-    return 0.0 if r is None else float(1 / (1 + np.exp(-(r - GRADE_1) / 0.02)))
 
 
 def best_overlap(box: np.ndarray, others: list[np.ndarray]) -> tuple[int, float]:

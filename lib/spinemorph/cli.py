@@ -119,7 +119,7 @@ def _segment(args: argparse.Namespace) -> None:
     import torch
 
     from spinemorph.inference import load_model
-    from spinemorph.inference.analyse import analyse, load_facing, load_refiner
+    from spinemorph.inference.analyse import analyse, load_detector_beside, load_facing, load_refiner
     from spinemorph.inference.identity import weights_identity
     from spinemorph.io import image_id, read_radiograph, write_labelmap
     from spinemorph.measure.report import write_outputs
@@ -132,15 +132,18 @@ def _segment(args: argparse.Namespace) -> None:
     image = read_radiograph(args.image)
     read = time.perf_counter()
     refiner = None if args.stage1_only else load_refiner(args.model, args.device)
-    analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner)
+    detector = None if args.no_detector else load_detector_beside(args.model, args.device)
+    analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector)
     seg, result = analysis.segmentation, analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = image_id(args.image)
-    write_labelmap(out / f"{stem}.labels.nii.gz", seg.labels, image)
+    write_labelmap(out / f"{stem}.labels.nii.gz", analysis.labels, image)
     model = weights_identity(args.model)
-    write_outputs(result, out, stem, seg.labels, image.pixels, extra={"model": model})
+    extra = {"model": model, "fracture_calls": analysis.fracture_calls} if analysis.fracture_calls is not None else \
+        {"model": model}
+    write_outputs(result, out, stem, analysis.labels, image.pixels, extra=extra)
     done = time.perf_counter()
     print(result.table())
     print(f"{image.shape[0]}×{image.shape[1]} px: model load {loaded - start:.2f} s, image read {read - loaded:.2f} s, "
@@ -291,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--device", default="auto", help="cpu, cuda, or auto (CUDA when present)")
     seg.add_argument("--stage1-only", action="store_true",
                      help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's answer")
+    seg.add_argument("--no-detector", action="store_true",
+                     help="skip the fracture detector's opinion (fracture_calls) per vertebra")
     seg.set_defaults(run=_segment)
 
     bun = sub.add_parser("bundle", help="write a trained model as a MONAI bundle (for sample-apps/)")

@@ -45,3 +45,19 @@ def test_an_unsure_facing_model_grades_nothing_and_a_sure_one_grades():
     assert "facing_uncertain" not in sure.flags and any(r.genant_grade is not None for r in sure.vertebrae)
     assert sure.level_naming["level_uncertain"]  # a per-level model without the sacrum class has no anchor
     assert np.array_equal(analyse(png, net, spec).labels, analyse(png, net, spec, refiner=None).labels)
+
+
+def test_the_detector_adds_its_opinion_on_each_vertebra_it_covers():
+    from spinemorph.detection import load_detector
+    from tests.detection.tiny import FIXTURE as DETECTOR
+
+    net, spec = load_model(FIXTURE)
+    detector = load_detector(DETECTOR)
+    png, _ = radiograph("left", "png")
+    done = analyse(png, net, spec, detector=detector)
+    covered = {r.level for r in done.morphometry.vertebrae if r.code in set(detector[1].codes)}
+    assert covered and {c["level"] for c in done.fracture_calls} == covered
+    for call in done.fracture_calls:
+        assert 0.0 <= call["detector_score"] <= 1.0 and call["detector"] == (call["detector_score"] >= 0.5)
+        assert (call["measured"] is None) == (call["combined"] is None)
+    assert "detector_s" in done.timings and analyse(png, net, spec).fracture_calls is None

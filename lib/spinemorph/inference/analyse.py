@@ -23,7 +23,7 @@ from spinemorph.measure import Morphometry, measure
 from spinemorph.measure.gates import DEFAULT_GATES, Gates
 from spinemorph.refine.stage import refine
 
-__all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "FACING_FILE"]
+__all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "load_detector_beside", "FACING_FILE"]
 
 #: A facing model: pixels -> (facing "left"/"right", confidence in [0.5, 1]).
 FacingModel = Callable[..., tuple[str, float]]
@@ -57,6 +57,7 @@ class Analysis:
     segmentation: Segmentation
     morphometry: Morphometry
     timings: dict[str, float]
+    fracture_calls: list[dict] | None = None  # the measured and the detector's opinions, and the combined call
 
 
 def load_refiner(model_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec] | None:
@@ -67,6 +68,19 @@ def load_refiner(model_path: str | Path, device: str | torch.device = "cpu") -> 
     path = Path(model_path)
     path = path / "models" / REFINER_FILE if path.is_dir() else path.with_name(REFINER_FILE)
     return load_model(path, device) if path.is_file() else None
+
+
+def load_detector_beside(model_path: str | Path, device: str | torch.device = "cpu") -> tuple | None:
+    """Return the fracture detector shipped beside a segmentation bundle (sample-apps/spinemorph_vcf_detection), or
+    None."""
+    path = Path(model_path).resolve()
+    folder = path if path.is_dir() else path.parent.parent if path.parent.name == "models" else path.parent
+    bundle = folder.parent / "spinemorph_vcf_detection"
+    if not (bundle / "configs" / "inference.json").is_file():
+        return None
+    from spinemorph.detection import load_detector
+
+    return load_detector(bundle, device)
 
 
 def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tuple[str | None, str, float | None]:
@@ -81,9 +95,10 @@ def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tup
 
 def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
             facing_model: FacingModel | None = None, gates: Gates = DEFAULT_GATES, anchor: str | None = None,
-            refiner: tuple[nn.Module, ModelSpec] | None = None) -> Analysis:
+            refiner: tuple[nn.Module, ModelSpec] | None = None, detector: tuple | None = None) -> Analysis:
     """Return the analysis of one radiograph; ``anchor`` names the lowest body of a binary model's output;
-    ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone)."""
+    ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone);
+    ``detector`` (the fracture detector and its spec) adds its opinion on each vertebra and the combined call."""
     seg = segment(image.pixels, net, spec, device)
     timings = dict(seg.timings)
     labels, confidence, stages = seg.labels, dict(seg.confidence), None
@@ -100,4 +115,16 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
                      facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
                      level_naming=seg.naming.to_dict() if seg.naming else None, gates=gates, stages=stages)
     timings["morphometry_s"] = time.perf_counter() - start
-    return Analysis(labels, seg, result, timings)
+    calls = None
+    if detector is not None:
+        from spinemorph.detection.inference import detect
+        from spinemorph.inference.fusion import fracture_calls
+
+        start = time.perf_counter()
+        found = detect(image.pixels, *detector, image.spacing_mm, facing, 0.05, device)
+        scores: dict[int, float] = {}
+        for d in found.candidates:
+            scores[d.code] = max(scores.get(d.code, 0.0), d.score)
+        calls = fracture_calls(result, scores, set(detector[1].codes))
+        timings["detector_s"] = time.perf_counter() - start
+    return Analysis(labels, seg, result, timings, calls)

@@ -6,7 +6,8 @@ from lib.configs.segmentation import SegmentationConfig
 
 __all__ = ["SegmentationConfig", "CONFIGS"]
 
-#: name -> (network, head, bundle folder under sample-apps/ or None). Baselines serve only once weights exist.
+#: name -> (network, head, bundle folder under sample-apps/ or None). Baselines serve only once weights exist; a level
+#: model's head ("levels" or "anchored") is read from the weights it serves.
 CONFIGS: dict[str, tuple[str, str, str | None]] = {
     "spinemorph_levels": ("r2unet", "levels", "spinemorph_levels"),
     "mdr2unet": ("mdr2unet", "binary", None),

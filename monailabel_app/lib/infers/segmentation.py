@@ -33,7 +33,8 @@ class SegmentationInfer(InferTask):
         super().__init__(InferType.SEGMENTATION, config.labels, 2,
                          f"{config.network} ({head} head): vertebral bodies of a lateral radiograph, with VCR and "
                          "Genant grade", config={"device": "cuda|cpu (default: cuda when present)",
-                                 "stage2": "redraw every body in its full-resolution crop (default true)"})
+                                 "stage2": "redraw every body in its full-resolution crop (default true)",
+                                 "detector": "add the fracture detector's opinion per vertebra (default true)"})
 
     def is_valid(self) -> bool:
         return self.cfg.weights() is not None
@@ -51,10 +52,10 @@ class SegmentationInfer(InferTask):
         except FileNotFoundError as err:
             raise HTTPException(503, str(err)) from None
         refiner = self.cfg.refiner() if as_bool(request.get("stage2", True)) else None
-        if refiner is not None and device != "cpu":
-            refiner = (refiner[0].to(device), refiner[1])
+        detector = self.cfg.detector() if as_bool(request.get("detector", True)) else None
+        refiner, detector = (None if m is None else (m[0].to(device), m[1]) for m in (refiner, detector))
         done = analyse(image, net, spec, device, self.cfg.facing_model(), anchor=request.get("anchor"),
-                       refiner=refiner)
+                       refiner=refiner, detector=detector)
         times.update(done.timings)
         result = done.morphometry
         start = time.perf_counter()
@@ -71,4 +72,5 @@ class SegmentationInfer(InferTask):
             "timings": {k: round(v, 4) for k, v in times.items()},
             "spacing_mm": image.spacing_mm, "spacing_source": image.spacing_source, "facing": result.facing,
             "shape": list(image.shape), "device": device, **self.cfg.identity(),
+            **({"fracture_calls": done.fracture_calls} if done.fracture_calls is not None else {}),
         }
