@@ -179,3 +179,25 @@ def test_grid_lines_are_periodic_and_faint():
 def test_bad_randomisations_are_rejected_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Randomisation(**kwargs)
+
+
+def test_bone_detail_keeps_the_cortex_brighter_than_the_inside_of_a_body(record):
+    """A thresholded DRR or a strong multiscale LUT: a body's rim stands out against its own inside."""
+    from scipy import ndimage
+
+    image, labels, truth = record
+
+    def rim_over_inside(pixels: np.ndarray) -> float:
+        ratios = []
+        for code in np.unique(labels[labels > 0]):
+            body = labels == code
+            inside = ndimage.binary_erosion(body, iterations=6)
+            if inside.sum() < 50:
+                continue
+            rim = body & ~ndimage.binary_erosion(body, iterations=2)
+            ratios.append(pixels[rim].mean() / max(pixels[inside].mean(), 1e-6))
+        return float(np.median(ratios))
+
+    out, lab, tr = randomise(image, labels, truth, np.random.default_rng(3), only(detail=1.0))
+    assert set(tr["randomisation"]) == {"detail", "photometric", "bone_dark"} and np.array_equal(lab, labels)
+    assert rim_over_inside(out.astype(float)) > rim_over_inside(image.astype(float)) + 0.1

@@ -61,6 +61,9 @@ class Randomisation:
     p_unsharp: float = 0.4
     unsharp_px: tuple[float, float] = (2.0, 40.0)
     unsharp_amount: tuple[float, float] = (0.3, 2.0)
+    p_detail: float = 0.25  # bone detail: the density at body scale taken away, edges and cortices kept
+    detail_sigma: tuple[float, float] = (0.008, 0.03)  # as a share of the image side (about 3-10 mm)
+    detail_keep: tuple[float, float] = (0.05, 0.4)  # share of the image itself that stays under the detail
     p_window: float = 0.3
     window_quantiles: tuple[float, float] = (0.25, 0.75)  # lowest upper and highest lower quantile of a window
     p_sigmoid: float = 0.2
@@ -249,12 +252,30 @@ def _process(x: np.ndarray, rng: np.random.Generator, config: Randomisation, don
         detail *= np.float32(amount)
         x += detail
         done["unsharp"] = {"sigma_px": round(sigma, 2), "amount": round(amount, 4)}
+    if config.fires(rng, "detail"):  # as bone-window DRR renderers and strong multiscale processing show a spine
+        _bone_detail(x, rng, config, done)
     lut, steps = _lut(x, rng, config, global_eq)
     if steps:
         index = np.clip(x, 0.0, 1.0, out=x)
         index *= np.float32(_LUT_SIZE - 1)
         x[:] = lut[np.rint(index).astype(np.int32)]
         done["lut"] = steps
+
+
+def _bone_detail(x: np.ndarray, rng: np.random.Generator, config: Randomisation, done: dict) -> None:
+    """Keep the edges and a little of the image (in place): cortices and endplates bright, the trabecular inside of
+    a body and the soft tissue dim, as a thresholded DRR or a strong multiscale LUT shows them."""
+    sigma = float(rng.uniform(*config.detail_sigma) * max(x.shape))
+    keep = float(rng.uniform(*config.detail_keep))
+    detail = x - _smooth(x, sigma)
+    np.maximum(detail, np.float32(-0.25) * np.abs(detail).max(), out=detail)  # dark halos stay dark, not black
+    x *= np.float32(keep)
+    x += detail * np.float32(4.0)
+    lo, hi = np.quantile(x[::4, ::4], [float(rng.uniform(0.01, 0.6)), 0.998])  # soft tissue grey to black
+    x -= np.float32(lo)
+    x *= np.float32(1.0 / max(float(hi - lo), 1e-6))
+    np.clip(x, 0.0, 1.0, out=x)
+    done["detail"] = {"sigma_px": round(sigma, 2), "keep": round(keep, 4)}
 
 
 def _lut(x: np.ndarray, rng: np.random.Generator, config: Randomisation, global_eq: bool) -> tuple[np.ndarray, list]:
