@@ -12,6 +12,7 @@ what is no plausible body.
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
+        [--merge]
 Writes bench/out/real_anatomy.json, a table on stdout and bench/out/real_anatomy_grid.png (overlays of the last model).
 """
 
@@ -166,17 +167,20 @@ def main() -> None:
     parser.add_argument("--sets", default="verse,drr,sim")
     parser.add_argument("--n-drr", type=int, default=24)
     parser.add_argument("--n-sim", type=int, default=60)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other models' figures already in bench/out/real_anatomy.json")
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model) or {"shipped": str(REPO / "sample-apps" / "spinemorph_levels")}
     sizes = {"drr": args.n_drr, "sim": args.n_sim}
     sets = {name: SETS[name](sizes.get(name)) for name in args.sets.split(",")}
     OUT.mkdir(parents=True, exist_ok=True)
-    results = {}
+    saved = OUT / "real_anatomy.json"
+    results = json.loads(saved.read_text()) if args.merge and saved.is_file() else {}
     for name, path in models.items():
         pictures: list = []
         results[name] = run_model(Path(path), sets, pictures)
     print_table(results)
-    (OUT / "real_anatomy.json").write_text(json.dumps(results, indent=1))
+    saved.write_text(json.dumps(results, indent=1))
     grid(pictures, OUT / "real_anatomy_grid.png")
     print(f"Wrote {OUT / 'real_anatomy.json'} and {OUT / 'real_anatomy_grid.png'} (overlays of model {name!r})")
 

@@ -61,3 +61,10 @@ def test_the_detector_adds_its_opinion_on_each_vertebra_it_covers():
         assert 0.0 <= call["detector_score"] <= 1.0 and call["detector"] == (call["detector_score"] >= 0.5)
         assert (call["measured"] is None) == (call["combined"] is None)
     assert "detector_s" in done.timings and analyse(png, net, spec).fracture_calls is None
+
+
+def test_without_stage_2_every_body_says_stage_1_drew_it():
+    net, spec = load_model(FIXTURE)
+    png, _ = radiograph("left", "png")
+    records = analyse(png, net, spec).morphometry.vertebrae
+    assert records and all(r.stage == 1 for r in records)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -101,7 +102,8 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     ``detector`` (the fracture detector and its spec) adds its opinion on each vertebra and the combined call."""
     seg = segment(image.pixels, net, spec, device)
     timings = dict(seg.timings)
-    labels, confidence, stages = seg.labels, dict(seg.confidence), None
+    labels, confidence = seg.labels, dict(seg.confidence)
+    stages = {int(c): 1 for c in np.unique(labels) if c}  # stage 1 drew every outline, unless stage 2 redraws it
     if refiner is not None and spec.head != "binary":
         done = refine(image.pixels, seg.labels, *refiner, device)
         labels, stages = done.labels, done.stages
