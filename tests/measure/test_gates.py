@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from spinemorph.measure import measure
 from spinemorph.measure.gates import solidity
@@ -63,3 +64,20 @@ def test_solidity_of_shapes():
     ell = square.copy()
     ell[5:10, 10:15] = False  # an L: 75 pixels in a hull of 100 - 12.5 (the cut corner's triangle)
     assert solidity(ell) == 75 / 87.5
+
+
+def test_a_fragment_a_few_millimetres_tall_is_not_graded_even_alone():
+    """Tallest height 4 mm at 0.1 mm/px: no adult thoracolumbar body, however magnified."""
+    labels = np.zeros((290, 120), np.uint8)
+    labels[120:160, 30:90] = 22  # 40 rows, 60 columns: 4 × 6 mm at 0.1 mm
+    rec = measure(labels, (0.1, 0.1), "left").by_level()["L3"]
+    assert rec.genant_grade is None and rec.Ha_mm == pytest.approx(4.0, abs=0.2)
+    assert {"low_confidence", "implausible_size", "no_neighbour"} <= set(rec.flags)
+    in_pixels = measure(labels, None, "left").by_level()["L3"]  # without a spacing only the neighbours can tell
+    assert in_pixels.genant_grade is None and "implausible_size" not in in_pixels.flags
+    assert {"low_confidence", "no_neighbour"} <= set(in_pixels.flags)
+
+
+def test_a_body_with_measured_neighbours_is_graded_at_a_real_scale():
+    result = measure(spine(L2=(130, 150, 30, 90)), (0.7, 0.7), "left")  # 28 × 42 mm bodies, L2 crushed
+    assert graded(result) == {"T12": 0, "L1": 0, "L2": 3, "L3": 0, "L4": 0}

@@ -7,6 +7,9 @@ import pytest
 
 from spinemorph.conventions import WALL_INSET, genant_grade
 from spinemorph.measure import measure
+from spinemorph.measure.gates import Gates
+
+GEOMETRY = Gates.open()  # these bodies are shapes, not anatomy: a lone 100 mm box is graded here
 
 
 def polygon(shape, corners) -> np.ndarray:
@@ -60,7 +63,7 @@ def test_facing_decides_which_wall_is_anterior():
 def test_a_trapezoid_gives_its_wedge_index(angle):
     height, depth, front = 160.0, 200.0, 100.0  # wedge index ~0.69: grade 2, clear of any threshold
     labels = polygon((320, 320), rotated_box((160, 160), height, depth, angle, height_front=front)).astype(np.uint8)
-    rec = measure(labels * 20, spacing=(0.2, 0.2), facing="left").by_level()["L1"]
+    rec = measure(labels * 20, spacing=(0.2, 0.2), facing="left", gates=GEOMETRY).by_level()["L1"]
     # The sloping endplate makes heights linear across the body; the stations sit WALL_INSET in from each wall.
     ha = front + (height - front) * WALL_INSET
     hp = height - (height - front) * WALL_INSET
@@ -93,6 +96,6 @@ def test_grades_from_measured_bodies_follow_the_thresholds():
         labels[top:top + 100, 40:200] = code
     labels[140:240, 40:200] = 21
     labels[140:162, 40:80] = 0  # anterior-superior corner collapsed: 22 of 100 rows lost at the anterior station
-    rec = measure(labels, spacing=(1, 1), facing="left").by_level()["L2"]
+    rec = measure(labels, spacing=(1, 1), facing="left", gates=GEOMETRY).by_level()["L2"]
     assert rec.wedge == pytest.approx(0.78, abs=0.01)
     assert (rec.genant_grade, rec.deformity) == (1, "wedge")

@@ -8,6 +8,9 @@ and the record flagged ``low_confidence`` with the reasons, when any of these fa
 - ``implausible_size``: its area, AP depth or tallest height is out of proportion to its neighbours' (a blob
   that merges two bodies, or a sliver of one). A compression fracture shortens a body, it does not narrow it,
   so the depth bounds are tight and the height and area bounds loose enough for a grade-3 crush;
+- ``implausible_size`` too: with the spacing in mm, a tallest height or AP depth outside ``size_mm`` (no adult
+  thoracolumbar body on a film, magnified or not, is a few millimetres tall: that is a fragment);
+- ``no_neighbour``: no other measured body within two levels to compare it with, so its size cannot be checked;
 - ``points_outside``: a six-point station falls outside the segment;
 - ``low_model_confidence``: the network's mean body probability over the segment is under the threshold.
 
@@ -27,7 +30,7 @@ from spinemorph.measure.records import VertebraRecord
 
 __all__ = ["Gates", "DEFAULT_GATES", "gate_records", "segment_statistics", "solidity", "GATE_FLAGS"]
 
-GATE_FLAGS = ("not_solid", "implausible_size", "points_outside", "low_model_confidence")
+GATE_FLAGS = ("not_solid", "implausible_size", "no_neighbour", "points_outside", "low_model_confidence")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Gates:
         point_tolerance_px: how far outside the segment a station may sit (it lies on the edge by design).
         confidence: least mean body probability over the segment.
         facing: least facing confidence to grade at all.
+        size_mm: (low, high) tallest height and AP depth in mm, when the spacing is known.
+        neighbour: whether a body needs a measured neighbour within two levels to be graded.
     """
 
     solidity: float = 0.5
@@ -51,6 +56,15 @@ class Gates:
     point_tolerance_px: float = 1.5
     confidence: float = 0.75
     facing: float = 0.9
+    size_mm: tuple[float, float] = (8.0, 60.0)
+    neighbour: bool = True
+
+    @classmethod
+    def open(cls) -> Gates:
+        """Return gates every segment passes: the morphometry of any shape, graded (geometry checks, calibration)."""
+        inf = float("inf")
+        return cls(solidity=0.0, area=(0.0, inf), depth=(0.0, inf), height=(0.0, inf), point_tolerance_px=inf,
+                   confidence=0.0, facing=0.0, size_mm=(0.0, inf), neighbour=False)
 
 
 DEFAULT_GATES = Gates()
@@ -81,6 +95,15 @@ def _depth(rec: VertebraRecord) -> float | None:
 def _tallest(rec: VertebraRecord) -> float | None:
     heights = [h for h in (rec.Ha_px, rec.Hm_px, rec.Hp_px) if h is not None]
     return max(heights) if heights else None
+
+
+def _size_mm(rec: VertebraRecord) -> tuple[float | None, float | None]:
+    """Return the tallest height and the AP depth in mm, or None where the spacing is unknown."""
+    heights = [h for h in (rec.Ha_mm, rec.Hm_mm, rec.Hp_mm) if h is not None]
+    p = rec.points_mm
+    depth = float(np.mean([np.linalg.norm(np.subtract(p[f"{e}_anterior"], p[f"{e}_posterior"]))
+                           for e in ("superior", "inferior")])) if p else None
+    return (max(heights) if heights else None), depth
 
 
 def _ratio(value: float | None, others: list[float | None]) -> float | None:
@@ -115,7 +138,8 @@ def segment_statistics(records: list[VertebraRecord], bodies: list,
                   "area": _ratio(float(body.mask.sum()), [float(bodies[j].mask.sum()) for j in near]),
                   "depth": _ratio(_depth(rec), [_depth(records[j]) for j in near]),
                   "height": _ratio(_tallest(rec), [_tallest(records[j]) for j in near]),
-                  "outside_px": _outside(rec, body.mask, body.origin),
+                  "outside_px": _outside(rec, body.mask, body.origin), "neighbours": len(near),
+                  "tallest_mm": _size_mm(rec)[0], "depth_mm": _size_mm(rec)[1],
                   "confidence": (confidence or {}).get(rec.code)}
     return out
 
@@ -127,6 +151,11 @@ def _reasons(stats: dict, gates: Gates) -> list[str]:
     bounds = ((stats["area"], gates.area), (stats["depth"], gates.depth), (stats["height"], gates.height))
     if any(r is not None and not lo <= r <= hi for r, (lo, hi) in bounds):
         reasons.append("implausible_size")
+    elif any(v is not None and not gates.size_mm[0] <= v <= gates.size_mm[1]
+             for v in (stats["tallest_mm"], stats["depth_mm"])):
+        reasons.append("implausible_size")
+    if gates.neighbour and not stats["neighbours"]:
+        reasons.append("no_neighbour")
     if stats["outside_px"] > gates.point_tolerance_px:
         reasons.append("points_outside")
     if stats["confidence"] is not None and stats["confidence"] < gates.confidence:
