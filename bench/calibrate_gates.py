@@ -29,28 +29,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 from real_anatomy_sets import drr, sim  # noqa: E402
 
 from spinemorph.inference import load_model  # noqa: E402
-from spinemorph.inference.analyse import analyse, load_facing  # noqa: E402
+from spinemorph.inference.analyse import analyse, load_facing, load_refiner  # noqa: E402
 from spinemorph.levels import level_code  # noqa: E402
 from spinemorph.measure.bodies import find_bodies  # noqa: E402
 from spinemorph.measure.gates import Gates, segment_statistics  # noqa: E402
 
 OPEN = Gates.open()
-STATS = ("solidity", "area", "depth", "height", "outside_px", "confidence", "tallest_mm", "depth_mm")
+STATS = ("solidity", "area", "depth", "height", "outside_px", "confidence", "tallest_mm", "depth_mm", "agreement")
 
 
 def collect(model: Path, cases) -> list[dict]:
     """Return one row per measured segment: its gate statistics and whether it is a true body."""
     net, spec = load_model(model)
-    facing = load_facing(model)
+    facing, refiner = load_facing(model), load_refiner(model)
     rows = []
     for case in cases:
-        done = analyse(case.image, net, spec, facing_model=facing, gates=OPEN)
+        done = analyse(case.image, net, spec, facing_model=facing, gates=OPEN, refiner=refiner)
         labels = np.where(done.labels == level_code("S1"), 0, done.labels)
         bodies, _ = find_bodies(labels)
-        stats = segment_statistics(done.morphometry.vertebrae, bodies, done.segmentation.confidence)
+        agreement = {r.code: r_agree for r in done.morphometry.vertebrae
+                     if (r_agree := done.agreement.get(r.code)) is not None} if done.agreement else None
+        stats = segment_statistics(done.morphometry.vertebrae, bodies, done.segmentation.confidence, agreement)
         for i, s in stats.items():
             mine = labels == done.morphometry.vertebrae[i].code
-            best = max((float((mine & m).sum()), m) for m in case.masks.values()) if case.masks else (0.0, None)
+            best = max(((float((mine & m).sum()), m) for m in case.masks.values()), key=lambda t: t[0]) \
+                if case.masks else (0.0, None)
             true = best[1] is not None and best[0] >= 0.5 * mine.sum() and best[0] >= 0.5 * best[1].sum()
             rows.append({**s, "true": bool(true), "case": case.name})
     return rows

@@ -81,3 +81,11 @@ def test_a_fragment_a_few_millimetres_tall_is_not_graded_even_alone():
 def test_a_body_with_measured_neighbours_is_graded_at_a_real_scale():
     result = measure(spine(L2=(130, 150, 30, 90)), (0.7, 0.7), "left")  # 28 × 42 mm bodies, L2 crushed
     assert graded(result) == {"T12": 0, "L1": 0, "L2": 3, "L3": 0, "L4": 0}
+
+
+def test_stages_that_disagree_on_an_outline_withdraw_its_grade():
+    agreement = {19: 0.9, 20: 0.85, 21: 0.3, 22: 0.92, 23: 0.88}  # L2: stage 2 drew something else
+    result = measure(spine(), (0.7, 0.7), "left", agreement=agreement)
+    assert graded(result) == {"T12": 0, "L1": 0, "L2": None, "L3": 0, "L4": 0}
+    assert result.by_level()["L2"].flags[-2:] == ["low_confidence", "stages_disagree"]
+    assert set(graded(measure(spine(), (0.7, 0.7), "left")).values()) == {0}  # stage 1 alone: no such gate

@@ -59,6 +59,7 @@ class Analysis:
     morphometry: Morphometry
     timings: dict[str, float]
     fracture_calls: list[dict] | None = None  # the measured and the detector's opinions, and the combined call
+    agreement: dict[int, float] | None = None  # per level code: IoU of the stage-1 and stage-2 outlines
 
 
 def load_refiner(model_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec] | None:
@@ -104,9 +105,10 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     timings = dict(seg.timings)
     labels, confidence = seg.labels, dict(seg.confidence)
     stages = {int(c): 1 for c in np.unique(labels) if c}  # stage 1 drew every outline, unless stage 2 redraws it
+    agreement = None
     if refiner is not None and spec.head != "binary":
         done = refine(image.pixels, seg.labels, *refiner, device)
-        labels, stages = done.labels, done.stages
+        labels, stages, agreement = done.labels, done.stages, done.agreement
         confidence.update(done.confidence)
         timings.update(done.timings)
     start = time.perf_counter()
@@ -115,7 +117,8 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     start = time.perf_counter()
     result = measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
                      facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
-                     level_naming=seg.naming.to_dict() if seg.naming else None, gates=gates, stages=stages)
+                     level_naming=seg.naming.to_dict() if seg.naming else None, gates=gates, stages=stages,
+                     agreement=agreement)
     timings["morphometry_s"] = time.perf_counter() - start
     calls = None
     if detector is not None:
@@ -129,4 +132,4 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
             scores[d.code] = max(scores.get(d.code, 0.0), d.score)
         calls = fracture_calls(result, scores, set(detector[1].codes))
         timings["detector_s"] = time.perf_counter() - start
-    return Analysis(labels, seg, result, timings, calls)
+    return Analysis(labels, seg, result, timings, calls, agreement)

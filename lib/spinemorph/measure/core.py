@@ -47,7 +47,8 @@ def _touches_edge(body: Body, shape: tuple[int, int]) -> bool:
 def measure(labels, spacing=None, facing: str | None = None, anchor: str | None = None,
             binary: bool | None = None, facing_source: str = "argument", *, facing_confidence: float | None = None,
             confidence: dict[int, float] | None = None, level_naming: dict | None = None,
-            gates: Gates = DEFAULT_GATES, stages: dict[int, int] | None = None) -> Morphometry:
+            gates: Gates = DEFAULT_GATES, stages: dict[int, int] | None = None,
+            agreement: dict[int, float] | None = None) -> Morphometry:
     """Return the morphometry of every vertebral body in a 2D labelmap.
 
     Args:
@@ -65,6 +66,8 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         gates: what a segment must pass to be graded (``spinemorph.measure.gates.Gates``).
         stages: per level code, the stage of the pipeline that drew its outline (1: the whole film; 2: its own
             full-resolution crop), passed through to the records.
+        agreement: per level code, the intersection over union of its stage-1 and stage-2 outlines (under
+            ``gates.agreement`` it is not graded: ``stages_disagree``).
 
     Example::
 
@@ -111,7 +114,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     for rec in records:
         rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
     grade_records(records, neighbours([b.code for b in bodies], centroids), "mm" if spacing else "px")
-    gate_records(records, bodies, confidence, facing_uncertain, gates)
+    gate_records(records, bodies, confidence, facing_uncertain, gates, agreement)
     return Morphometry(records, facing, facing_source, spacing, flags, facing_confidence, level_naming)
 
 

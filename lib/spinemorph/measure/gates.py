@@ -12,7 +12,9 @@ and the record flagged ``low_confidence`` with the reasons, when any of these fa
   thoracolumbar body on a film, magnified or not, is a few millimetres tall: that is a fragment);
 - ``no_neighbour``: no other measured body within two levels to compare it with, so its size cannot be checked;
 - ``points_outside``: a six-point station falls outside the segment;
-- ``low_model_confidence``: the network's mean body probability over the segment is under the threshold.
+- ``low_model_confidence``: the network's mean body probability over the segment is under the threshold;
+- ``stages_disagree``: stage 2, redrawing the body in its full-resolution crop, drew an outline that overlaps stage
+  1's by less than ``agreement`` (intersection over union): on a real body the two agree, on a shadow they do not.
 
 When the facing is unsure (``facing_uncertain``) nothing is graded: a wrong facing swaps Ha and Hp. The
 thresholds are set on held-out simulated and CT-DRR images (bench/calibrate_gates.py), never on a test set.
@@ -30,7 +32,8 @@ from spinemorph.measure.records import VertebraRecord
 
 __all__ = ["Gates", "DEFAULT_GATES", "gate_records", "segment_statistics", "solidity", "GATE_FLAGS"]
 
-GATE_FLAGS = ("not_solid", "implausible_size", "no_neighbour", "points_outside", "low_model_confidence")
+GATE_FLAGS = ("not_solid", "implausible_size", "no_neighbour", "points_outside", "low_model_confidence",
+              "stages_disagree")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Gates:
         facing: least facing confidence to grade at all.
         size_mm: (low, high) tallest height and AP depth in mm, when the spacing is known.
         neighbour: whether a body needs a measured neighbour within two levels to be graded.
+        agreement: least intersection over union of the stage-1 and stage-2 outlines, when stage 2 ran.
     """
 
     solidity: float = 0.5
@@ -58,13 +62,14 @@ class Gates:
     facing: float = 0.9
     size_mm: tuple[float, float] = (8.0, 60.0)
     neighbour: bool = True
+    agreement: float = 0.6
 
     @classmethod
     def open(cls) -> Gates:
         """Return gates every segment passes: the morphometry of any shape, graded (geometry checks, calibration)."""
         inf = float("inf")
         return cls(solidity=0.0, area=(0.0, inf), depth=(0.0, inf), height=(0.0, inf), point_tolerance_px=inf,
-                   confidence=0.0, facing=0.0, size_mm=(0.0, inf), neighbour=False)
+                   confidence=0.0, facing=0.0, size_mm=(0.0, inf), neighbour=False, agreement=0.0)
 
 
 DEFAULT_GATES = Gates()
@@ -124,8 +129,8 @@ def _outside(rec: VertebraRecord, mask: np.ndarray, origin: tuple[int, int]) -> 
     return worst
 
 
-def segment_statistics(records: list[VertebraRecord], bodies: list,
-                       confidence: dict[int, float] | None = None) -> dict[int, dict]:
+def segment_statistics(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
+                       agreement: dict[int, float] | None = None) -> dict[int, dict]:
     """Return, per measured record (by index), what the gates judge: solidity, the area, depth and tallest-height
     ratios to the neighbours' median (None without neighbours), the furthest station outside the segment (px),
     the model confidence (None when unknown) and whether the segment was fragmented."""
@@ -140,7 +145,7 @@ def segment_statistics(records: list[VertebraRecord], bodies: list,
                   "height": _ratio(_tallest(rec), [_tallest(records[j]) for j in near]),
                   "outside_px": _outside(rec, body.mask, body.origin), "neighbours": len(near),
                   "tallest_mm": _size_mm(rec)[0], "depth_mm": _size_mm(rec)[1],
-                  "confidence": (confidence or {}).get(rec.code)}
+                  "confidence": (confidence or {}).get(rec.code), "agreement": (agreement or {}).get(rec.code)}
     return out
 
 
@@ -160,17 +165,21 @@ def _reasons(stats: dict, gates: Gates) -> list[str]:
         reasons.append("points_outside")
     if stats["confidence"] is not None and stats["confidence"] < gates.confidence:
         reasons.append("low_model_confidence")
+    if stats["agreement"] is not None and stats["agreement"] < gates.agreement:
+        reasons.append("stages_disagree")
     return reasons
 
 
 def gate_records(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
-                 facing_uncertain: bool = False, gates: Gates = DEFAULT_GATES) -> None:
+                 facing_uncertain: bool = False, gates: Gates = DEFAULT_GATES,
+                 agreement: dict[int, float] | None = None) -> None:
     """Withdraw, in place, the grade of every record whose segment fails a gate; flag it and say why.
 
     ``bodies`` are the records' segments (``spinemorph.measure.bodies.Body``), in the same order; ``confidence``
-    maps a level code to the network's mean body probability over its segment.
+    maps a level code to the network's mean body probability over its segment; ``agreement`` maps it to the
+    intersection over union of its stage-1 and stage-2 outlines (absent: stage 2 did not run).
     """
-    for i, stats in segment_statistics(records, bodies, confidence).items():
+    for i, stats in segment_statistics(records, bodies, confidence, agreement).items():
         rec = records[i]
         reasons = _reasons(stats, gates)
         if facing_uncertain:

@@ -30,11 +30,13 @@ _BATCH = 16
 
 @dataclass
 class Refinement:
-    """The refined labelmap (input grid), which stage drew each body, stage 2's confidence per body, timings."""
+    """The refined labelmap (input grid), which stage drew each body, stage 2's confidence per body, how far the
+    two stages' outlines agree (intersection over union) per body, timings."""
 
     labels: np.ndarray
     stages: dict[int, int]
     confidence: dict[int, float] = field(default_factory=dict)
+    agreement: dict[int, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -58,9 +60,10 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
     codes = [code for code, _ in boxes]
     redrawn = paste_back(list(probs), [b for _, b in boxes], codes, labels.shape)
     out = np.where(labels == _S1, labels, 0).astype(np.uint8)
-    stages, confidence = {}, {}
+    stages, confidence, agreement = {}, {}, {}
     for code, p in zip(codes, probs, strict=True):
         new, old = redrawn == code, labels == code
+        agreement[code] = round(float((new & old).sum() / max((new | old).sum(), 1)), 4)
         if new.any() and _AREA[0] <= new.sum() / max(old.sum(), 1) <= _AREA[1]:
             out[new & (out == 0)] = code
             stages[code] = 2
@@ -71,4 +74,4 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
         if stage == 1:
             out[(labels == code) & (out == 0)] = code
     timings = {"stage2_crops_s": crops_s, "stage2_network_s": network_s, "stage2_paste_s": time.perf_counter() - start}
-    return Refinement(out, stages, confidence, timings)
+    return Refinement(out, stages, confidence, agreement, timings)
