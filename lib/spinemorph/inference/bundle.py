@@ -91,6 +91,9 @@ def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelo
                                  "is_patch_data": False, "channel_def": channels}},
         },
     }
+    earlier = out / "configs" / "metadata.json"
+    if earlier.is_file():  # a new version of a bundle keeps the history of the old
+        metadata["changelog"] = {**json.loads(earlier.read_text()).get("changelog", {}), **metadata["changelog"]}
     kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.kwargs.items()}
     inference = {
         "imports": ["$import spinemorph", "$import spinemorph.inference"],

@@ -1,0 +1,55 @@
+"""The shipped default bundle in a real server: both stages in one infer call, an option that skips stage 2, and the
+fracture detector's opinion beside the measured grade. Read from the committed weights (sample-apps/)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from monailabel.client import MONAILabelClient
+
+from spinemorph.data.dataset import simulate_studies
+from spinemorph.data.simulate import SimConfig
+from spinemorph.inference import load_model, segment
+from spinemorph.inference.analyse import analyse
+from spinemorph.io import image_id, read_labelmap, read_radiograph
+from tests.app.server import running_server
+from tests.inference.test_shipped_bundle import BUNDLE
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    studies = tmp_path_factory.mktemp("shipped_studies")
+    (path,) = simulate_studies(1, 4_343, studies, SimConfig(size=1024, fov="lumbar"), fmt="dicom", progress=False)
+    published = tmp_path_factory.mktemp("shipped_published")
+    conf = {"models": "spinemorph_levels", "model_dir": published}
+    with running_server(studies, conf, published / "server.log") as url:
+        yield url, path
+
+
+def test_one_call_runs_both_stages_and_reports_both_opinions(shipped_server):
+    url, path = shipped_server
+    label_file, result = MONAILabelClient(url).infer("spinemorph_levels", image_id(path), {})
+    labels, geometry = read_labelmap(label_file)
+    image = read_radiograph(path)
+    assert labels.shape == image.shape
+    np.testing.assert_allclose(geometry.affine, image.affine, atol=1e-6)
+    records = [v for v in result["morphometry"]["vertebrae"] if v["level"] != "S1"]
+    assert any(v["stage"] == 2 for v in records) and all(v["stage"] in (1, 2) for v in records)
+    assert result["model_version"].startswith("0.2") and "stage2_network_s" in result["timings"]
+    calls = result["fracture_calls"]
+    assert calls and {c["level"] for c in calls} <= {v["level"] for v in records}
+    for call in calls:
+        assert set(call) == {"level", "measured", "detector_score", "detector", "combined", "agree"}
+
+
+def test_the_option_that_skips_stage_2_gives_stage_1s_answer(shipped_server):
+    url, path = shipped_server
+    label_file, result = MONAILabelClient(url).infer("spinemorph_levels", image_id(path),
+                                                     {"stage2": False, "detector": False})
+    assert all(v["stage"] == 1 for v in result["morphometry"]["vertebrae"])
+    assert "fracture_calls" not in result and "stage2_network_s" not in result["timings"]
+    assert read_labelmap(label_file)[0].shape == read_radiograph(path).shape
+    # in one process, where the sums run in one order: the skipped stage 2 leaves stage 1's labelmap exactly
+    image = read_radiograph(path)
+    net, spec = load_model(BUNDLE)
+    np.testing.assert_array_equal(analyse(image, net, spec).labels, segment(image.pixels, net, spec).labels)
