@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--n-drr", type=int, default=24)
     parser.add_argument("--n-sim", type=int, default=60)
     parser.add_argument("--merge", action="store_true",
-                        help="keep the other models' figures already in bench/out/real_anatomy.json")
+                        help="keep the figures already in bench/out/real_anatomy.json that this run does not remake")
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model) or {"shipped": str(REPO / "sample-apps" / "spinemorph_levels")}
     sizes = {"drr": args.n_drr, "sim": args.n_sim}
@@ -178,7 +178,7 @@ def main() -> None:
     results = json.loads(saved.read_text()) if args.merge and saved.is_file() else {}
     for name, path in models.items():
         pictures: list = []
-        results[name] = run_model(Path(path), sets, pictures)
+        results.setdefault(name, {}).update(run_model(Path(path), sets, pictures))  # --merge: other sets stay
     print_table(results)
     saved.write_text(json.dumps(results, indent=1))
     grid(pictures, OUT / "real_anatomy_grid.png")
