@@ -81,7 +81,9 @@ def test_a_detected_mask_is_graded_among_the_semantic_heads_neighbours():
     labels = np.zeros((128, 64), np.uint8)
     labels[43:51, 20:44] = level_code("L1")  # the detected mask: L1 crushed to 8 rows
     alone = _graded(labels, None, geometry, (1.0, 1.0), "left").by_level()["L1"]
-    assert alone.genant_grade == 0 and alone.crush is None and "no_upper_neighbour" in alone.flags
+    # alone, nothing to compare it with: measured, never graded (the gates' no_neighbour)
+    assert alone.genant_grade is None and alone.crush is None and alone.wedge == pytest.approx(1.0)
+    assert {"no_upper_neighbour", "low_confidence", "no_neighbour"} <= set(alone.flags)
     (among,) = _graded(labels, semantic, geometry, (1.0, 1.0), "left").vertebrae  # only the detected body
     assert among.level == "L1" and among.crush == pytest.approx(8 / 12)
     assert among.genant_grade == 2 and among.deformity == "crush"
