@@ -125,16 +125,21 @@ def refine_scores(patches: np.ndarray, probs: np.ndarray, options: LevelSetOptio
 def paste_back(scores: list[np.ndarray], boxes: list[Box], codes: list[int], shape: tuple[int, int]) -> np.ndarray:
     """Return one labelmap: each box's score above 0.5 pasted with its code, the most confident patch winning."""
     labels, best = np.zeros(shape, np.uint8), np.zeros(shape, np.float32)
+    windows: dict[int, list[int]] = {}  # code -> [r0, r1, c0, c1]: every pixel it may hold lies in its boxes
     for score, box, code in zip(scores, boxes, codes, strict=True):
         full, where = paste_patch(score, box, shape)
         win = (full > 0.5) & (full > best[where])
         labels[where][win], best[where][win] = code, full[win]
-    for code in codes:  # one component per level, holes filled
-        comps, n = ndimage.label(labels == code)
+        w = windows.setdefault(code, [where[0].start, where[0].stop, where[1].start, where[1].stop])
+        w[:] = [min(w[0], where[0].start), max(w[1], where[0].stop), min(w[2], where[1].start),
+                max(w[3], where[1].stop)]
+    for code, (r0, r1, c0, c1) in windows.items():  # one component per level, holes filled: inside its window
+        sub = labels[r0:r1, c0:c1]  # a view: the same result as on the whole image, at a fraction of the cost
+        comps, n = ndimage.label(sub == code)
         if n > 1:
-            sizes = ndimage.sum_labels(np.ones(shape), comps, np.arange(1, n + 1))
-            labels[(comps > 0) & (comps != 1 + int(np.argmax(sizes)))] = 0
-        labels[ndimage.binary_fill_holes(labels == code) & (labels == 0)] = code
+            sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+            sub[(comps > 0) & (comps != 1 + int(np.argmax(sizes)))] = 0
+        sub[ndimage.binary_fill_holes(sub == code) & (sub == 0)] = code
     return labels
 
 

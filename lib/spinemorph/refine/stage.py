@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from spinemorph.hierarchical.pipeline import paste_back
@@ -40,6 +41,20 @@ class Refinement:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _at(objects: list, code: int) -> tuple[slice, slice] | None:
+    """Return the bounding slices of ``code`` from ``ndimage.find_objects``, or None when it is absent."""
+    return objects[code - 1] if code - 1 < len(objects) else None
+
+
+def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice]:
+    """Return the slices that cover both (an empty window when both are None)."""
+    boxes = [x for x in (a, b) if x is not None]
+    if not boxes:
+        return slice(0, 0), slice(0, 0)
+    return (slice(min(x[0].start for x in boxes), max(x[0].stop for x in boxes)),
+            slice(min(x[1].start for x in boxes), max(x[1].stop for x in boxes)))
+
+
 @torch.no_grad()
 def _probabilities(net: nn.Module, x: torch.Tensor, device) -> np.ndarray:
     out = [torch.sigmoid(net(x[i:i + _BATCH].to(device))[:, 0].float()).cpu() for i in range(0, len(x), _BATCH)]
@@ -60,18 +75,22 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
     codes = [code for code, _ in boxes]
     redrawn = paste_back(list(probs), [b for _, b in boxes], codes, labels.shape)
     out = np.where(labels == _S1, labels, 0).astype(np.uint8)
-    stages, confidence, agreement = {}, {}, {}
+    stages, confidence, agreement, windows = {}, {}, {}, {}
+    old_at, new_at = ndimage.find_objects(labels), ndimage.find_objects(redrawn)
     for code, p in zip(codes, probs, strict=True):
-        new, old = redrawn == code, labels == code
+        window = windows[code] = _union(_at(old_at, code), _at(new_at, code))  # both outlines lie inside it
+        new, old = redrawn[window] == code, labels[window] == code
         agreement[code] = round(float((new & old).sum() / max((new | old).sum(), 1)), 4)
         if new.any() and _AREA[0] <= new.sum() / max(old.sum(), 1) <= _AREA[1]:
-            out[new & (out == 0)] = code
+            target = out[window]
+            target[new & (target == 0)] = code
             stages[code] = 2
             confidence[code] = round(float(p[p > 0.5].mean()), 4)
         else:
             stages[code] = 1
     for code, stage in stages.items():  # fall-backs last: they fill only what no redrawn body took
         if stage == 1:
-            out[(labels == code) & (out == 0)] = code
+            target = out[windows[code]]
+            target[(labels[windows[code]] == code) & (target == 0)] = code
     timings = {"stage2_crops_s": crops_s, "stage2_network_s": network_s, "stage2_paste_s": time.perf_counter() - start}
     return Refinement(out, stages, confidence, agreement, timings)
