@@ -39,7 +39,7 @@ from real_anatomy_sets import CT, _randomised  # noqa: E402
 from spinemorph.evaluation.morphometry import Pairs, compare, summarise  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
 from spinemorph.inference.analyse import analyse, load_refiner  # noqa: E402
-from spinemorph.inference.fusion import morph_probability, reduction  # noqa: E402
+from spinemorph.inference.fusion import reduction, soft_vote  # noqa: E402
 from spinemorph.io import Radiograph, sagittal_affine  # noqa: E402
 
 METHODS = ("stage 1", "stage 1 + 2", "stage 1 + 2 + detector")
@@ -95,7 +95,7 @@ def run(pairs, net, spec, refiner, detector) -> dict:
 
             det = detect(image.pixels, *detector, image.spacing_mm, image.facing, 0.05)
             score = {d.code: d.score for d in det.candidates}
-            out["stage 1 + 2 + detector"]["scores"] += [((score.get(code, 0.0) + morph_probability(r)) / 2, grade,
+            out["stage 1 + 2 + detector"]["scores"] += [(soft_vote(score.get(code, 0.0), r), grade,
                                                           code) for r, grade, code in mine]
     return out
 

@@ -44,7 +44,7 @@ from spinemorph.evaluation.detection import (  # noqa: E402
     pr_curve,
 )
 from spinemorph.inference import load_model, segment  # noqa: E402
-from spinemorph.inference.fusion import morph_probability, reduction  # noqa: E402
+from spinemorph.inference.fusion import reduction, soft_vote  # noqa: E402
 from spinemorph.io import read_labelmap, read_radiograph  # noqa: E402
 from spinemorph.levels import level_name  # noqa: E402
 from spinemorph.measure import measure  # noqa: E402
@@ -104,7 +104,7 @@ def candidates(image, detector, det_spec, seg_net, seg_spec) -> tuple[dict[str, 
         hits = [i for i, (_, b, _) in enumerate(found["a"]) if box_iou_np(box, b)[0, 0] >= 0.5]
         used.update(hits)
         d = max((found["a"][i][2] for i in hits), default=0.0)
-        found["c"].append((code, box, (d + morph_probability(r)) / 2))
+        found["c"].append((code, box, soft_vote(d, r)))
     found["c"] += [(c, b, s / 2) for i, (c, b, s) in enumerate(found["a"]) if i not in used]
     return found, time_a, time_b, det.detections
 

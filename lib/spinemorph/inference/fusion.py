@@ -14,7 +14,7 @@ import math
 from spinemorph.conventions import GRADE_LIMITS
 from spinemorph.measure.records import Morphometry, VertebraRecord
 
-__all__ = ["reduction", "morph_probability", "fracture_calls"]
+__all__ = ["reduction", "morph_probability", "soft_vote", "fracture_calls"]
 
 _GRADE_1 = GRADE_LIMITS[0]
 
@@ -32,6 +32,11 @@ def morph_probability(r: float | None) -> float:
     return 0.0 if r is None else 1.0 / (1.0 + math.exp(-(r - _GRADE_1) / 0.02))
 
 
+def soft_vote(score: float, r: float | None) -> float:
+    """Return the combined fracture score: the mean of the detector's score and the morphometry's probability."""
+    return (score + morph_probability(r)) / 2
+
+
 def fracture_calls(morphometry: Morphometry, scores: dict[int, float], codes: set[int]) -> list[dict]:
     """Return, per vertebra at a level the detector covers (``codes``), both opinions and the combined call.
 
@@ -44,7 +49,7 @@ def fracture_calls(morphometry: Morphometry, scores: dict[int, float], codes: se
         score = round(float(scores.get(rec.code, 0.0)), 4)
         graded = rec.genant_grade is not None
         measured = bool(rec.genant_grade >= 1) if graded else None
-        combined = (score + morph_probability(reduction(rec))) / 2 >= 0.5 if graded else None
+        combined = soft_vote(score, reduction(rec)) >= 0.5 if graded else None
         calls.append({"level": rec.level, "measured": measured, "detector_score": score, "detector": score >= 0.5,
                       "combined": combined, "agree": measured == (score >= 0.5) if graded else None})
     return calls

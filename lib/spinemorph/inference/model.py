@@ -12,7 +12,7 @@ from torch import nn
 from spinemorph.networks import build_network
 from spinemorph.transforms import Preprocessing
 
-__all__ = ["ModelSpec", "save_model", "load_model"]
+__all__ = ["ModelSpec", "save_model", "load_spec", "load_model"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,16 @@ def save_model(net: nn.Module, spec: ModelSpec, path: str | Path, extra: dict | 
     return path
 
 
+def load_spec(path: str | Path) -> ModelSpec:
+    """Return the spec of a checkpoint or a bundle folder without building its network (a bundle: JSON only)."""
+    path = Path(path)
+    if path.is_dir():
+        return ModelSpec.from_dict(json.loads((path / "configs" / "inference.json").read_text())["spinemorph"])
+    if not path.is_file():
+        raise FileNotFoundError(f"No model at {path}.")
+    return ModelSpec.from_dict(torch.load(path, map_location="cpu", weights_only=False)["spec"])
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
     """Return the network (eval mode, on ``device``) and its spec, from a checkpoint or a bundle folder.
 
@@ -60,8 +70,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     """
     path = Path(path)
     if path.is_dir():
-        config = json.loads((path / "configs" / "inference.json").read_text())
-        spec = ModelSpec.from_dict(config["spinemorph"])
+        spec = load_spec(path)
         weights = torch.load(path / "models" / "model.pt", map_location="cpu", weights_only=True)
         state = weights.get("state_dict", weights)
     else:

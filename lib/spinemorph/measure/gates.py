@@ -89,12 +89,16 @@ def solidity(mask: np.ndarray) -> float:
     return float(mask.sum() / hull)
 
 
-def _depth(rec: VertebraRecord) -> float | None:
-    p = rec.points
-    if not p:
+def _ap_depth(points: dict | None) -> float | None:
+    """Return the mean anterior-posterior distance of the endplates' six points (in their unit), or None."""
+    if not points:
         return None
-    return float(np.mean([np.linalg.norm(np.subtract(p[f"{e}_anterior"], p[f"{e}_posterior"]))
+    return float(np.mean([np.linalg.norm(np.subtract(points[f"{e}_anterior"], points[f"{e}_posterior"]))
                           for e in ("superior", "inferior")]))
+
+
+def _depth(rec: VertebraRecord) -> float | None:
+    return _ap_depth(rec.points)
 
 
 def _tallest(rec: VertebraRecord) -> float | None:
@@ -105,10 +109,7 @@ def _tallest(rec: VertebraRecord) -> float | None:
 def _size_mm(rec: VertebraRecord) -> tuple[float | None, float | None]:
     """Return the tallest height and the AP depth in mm, or None where the spacing is unknown."""
     heights = [h for h in (rec.Ha_mm, rec.Hm_mm, rec.Hp_mm) if h is not None]
-    p = rec.points_mm
-    depth = float(np.mean([np.linalg.norm(np.subtract(p[f"{e}_anterior"], p[f"{e}_posterior"]))
-                           for e in ("superior", "inferior")])) if p else None
-    return (max(heights) if heights else None), depth
+    return (max(heights) if heights else None), _ap_depth(rec.points_mm)
 
 
 def _ratio(value: float | None, others: list[float | None]) -> float | None:
@@ -139,12 +140,13 @@ def segment_statistics(records: list[VertebraRecord], bodies: list, confidence: 
     for i in measured:
         rec, body = records[i], bodies[i]
         near = [j for j in measured if j != i and abs(j - i) <= 2]
+        tallest_mm, depth_mm = _size_mm(rec)
         out[i] = {"fragmented": "fragmented" in rec.flags, "solidity": solidity(body.mask),
                   "area": _ratio(float(body.mask.sum()), [float(bodies[j].mask.sum()) for j in near]),
                   "depth": _ratio(_depth(rec), [_depth(records[j]) for j in near]),
                   "height": _ratio(_tallest(rec), [_tallest(records[j]) for j in near]),
                   "outside_px": _outside(rec, body.mask, body.origin), "neighbours": len(near),
-                  "tallest_mm": _size_mm(rec)[0], "depth_mm": _size_mm(rec)[1],
+                  "tallest_mm": tallest_mm, "depth_mm": depth_mm,
                   "confidence": (confidence or {}).get(rec.code), "agreement": (agreement or {}).get(rec.code)}
     return out
 

@@ -12,6 +12,7 @@ import torch
 from spinemorph.inference import load_model
 from spinemorph.inference.analyse import load_detector_beside, load_facing, load_refiner
 from spinemorph.inference.identity import weights_identity
+from spinemorph.inference.model import load_spec
 from spinemorph.levels import level_name
 from spinemorph.networks import head_classes
 
@@ -40,7 +41,7 @@ class SegmentationConfig:
         self._companions: dict[str, object] = {}  # the facing model and the stage-2 network, loaded once
         weights = self.weights()
         if weights is not None and self.head != "binary":  # a level model's head is the weights' own
-            self.head = load_model(weights)[1].head
+            self.head = load_spec(weights).head
 
     @property
     def labels(self) -> dict[str, int]:
@@ -73,11 +74,8 @@ class SegmentationConfig:
         return self._companion("refiner", load_refiner)
 
     def detector(self):
-        """Return the fracture detector shipped beside the initial bundle (on the CPU), or None."""
-        with self._lock:
-            if "detector" not in self._companions:
-                self._companions["detector"] = load_detector_beside(self.initial) if self.initial else None
-            return self._companions["detector"]
+        """Return the fracture detector shipped beside the served or the initial bundle (on the CPU), or None."""
+        return self._companion("detector", load_detector_beside)
 
     def identity(self) -> dict[str, str]:
         """Return the served weights' path, SHA-256 (12 hex digits) and version, as infer replies name them."""
