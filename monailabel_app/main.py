@@ -4,14 +4,21 @@
 
 Conf keys: ``models`` (comma list or "all"), ``model_dir`` (where training publishes; default
 monailabel_app/model), ``sample_apps`` (the bundles' folder), ``<model>_weights`` (start a model from other
-weights), ``epistemic_passes`` (MC-dropout passes, default 8), ``modalities`` (DICOMweb, default CR,DX,RG,DR).
+weights), ``epistemic_passes`` (MC-dropout passes, default 8), ``modalities`` (DICOMweb, default CR,DX,RG,DR),
+``allow_delete`` (default false: the API never deletes a radiograph, label or model; when true, deleted images and
+labels go to the studies' .spinemorph/trash), ``infer_concurrency`` (infers run at once, default 2).
+
+In server mode every API route is guarded (lib/guard.py): ids stay ids, JSON is checked, unknown names get a 404.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import tempfile
 from pathlib import Path
 
+from fastapi import HTTPException
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.epistemic import Epistemic
 from monailabel.tasks.activelearning.first import First
@@ -24,20 +31,30 @@ from lib.configs.hierarchical import HIERARCHICAL, HierarchicalConfig
 from lib.configs.vcf_detection import VCF_DETECTION, DetectionConfig
 from lib.datastore import SpineMorphDatastore
 from lib.dicomweb import dicomweb_datastore
+from lib.guard import check_id, install
 from lib.infers.batch import BatchInfer
 from lib.infers.hierarchical import HierarchicalInfer
 from lib.infers.segmentation import SegmentationInfer
 from lib.infers.vcf_detection import VcfDetectionInfer
+from lib.options import as_bool
 from lib.trainers.hierarchical import TRAIN_TASKS, HierarchicalTrain
 from lib.trainers.segmentation import SegmentationTrain
 from lib.trainers.vcf_detection import VcfDetectionTrain
 from spinemorph.levels import TRAINED_LEVELS, level_name
+from spinemorph.store import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
 #: Files the local datastore serves as images; previews live in a subfolder and are never listed.
 IMAGE_EXTENSIONS = ["*.dcm", "*.nii.gz", "*.nii", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
 DEFAULT_MODEL = "spinemorph_levels"
+
+
+def _is_upload(path: str) -> bool:
+    """True when ``path`` is a file MONAI Label's endpoint wrote from an upload (the system temp folder, a name
+    it drew); a request's own ids never reach here as paths because the guard refuses any id that is not one."""
+    p = Path(path)
+    return p.is_absolute() and p.parent == Path(tempfile.gettempdir()) and p.name.startswith("tmp") and p.is_file()
 
 
 class SpineMorphApp(MONAILabelApp):
@@ -64,6 +81,9 @@ class SpineMorphApp(MONAILabelApp):
             self.configs[name] = SegmentationConfig(name, network, head, model_dir / name / "model.pt",
                                                     Path(initial) if initial else None)
         self.passes = int(conf.get("epistemic_passes", 8))
+        self.allow_delete = as_bool(conf.get("allow_delete", False))
+        self.infer_concurrency = int(conf.get("infer_concurrency", 2))
+        self.model_dir = model_dir
         self.modalities = tuple(conf.get("modalities", "CR,DX,RG,DR").split(","))
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="SpineMorph",
                          description="Vertebral bodies, heights, VCR and Genant grade on lateral spine radiographs",
@@ -72,7 +92,28 @@ class SpineMorphApp(MONAILabelApp):
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):
             return dicomweb_datastore(self.studies.rstrip("/"), self.modalities)
-        return SpineMorphDatastore(self.studies, extensions=IMAGE_EXTENSIONS, auto_reload=True)
+        return SpineMorphDatastore(self.studies, allow_delete=self.allow_delete, extensions=IMAGE_EXTENSIONS,
+                                   auto_reload=True)
+
+    def on_init_complete(self):
+        """In the server: remove what a killed writer left half-written, then guard every route."""
+        for stale in remove_stale_temporaries(self.model_dir):
+            log.warning("Removed %s, left by a model write that was interrupted.", stale)
+        server = sys.modules.get("monailabel.app")  # the FastAPI app uvicorn serves; absent outside a server
+        if server is not None:
+            install(server.app, self, self.infer_concurrency)
+        super().on_init_complete()
+
+    def infer(self, request, datastore=None):
+        """Run an infer on a datastore id or an upload, never on a path a request names (404 for unknown ids)."""
+        if request.get("model") not in self._infers:
+            raise HTTPException(404, f"No model named {str(request.get('model'))[:80]!r}; this server offers: "
+                                     f"{', '.join(sorted(self._infers))}.")
+        image = request.get("image")
+        if isinstance(image, str) and not _is_upload(image):
+            check_id(image)
+            (datastore or self.datastore()).get_image_uri(image)  # 404 / 403 with a sentence
+        return super().infer(request, datastore)
 
     def init_infers(self):
         infers = {name: SegmentationInfer(cfg) for name, cfg in self.configs.items()}

@@ -162,7 +162,7 @@ def test_bad_input_gets_a_4xx_and_a_sentence_and_changes_nothing(server, studies
     image = read_radiograph(next(p for p in studies.iterdir() if p.name.startswith(labelled + ".")))
     (tmp_path / "note.png").write_text("not an image at all")
     (tmp_path / "empty.png").write_bytes(b"")
-    rgb = np.zeros((40, 30, 3), np.uint8)
+    rgb = np.zeros((40, 40, 3), np.uint8)
     rgb[..., 0] = 200
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     nib.save(nib.Nifti1Image(np.zeros((16, 16, 8), np.int16), np.eye(4)), tmp_path / "volume.nii.gz")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from spinemorph.detection.model import DetectorSpec, VcfMaskRCNN
+from spinemorph.store import atomic_write
 
 __all__ = ["save_detector", "load_detector"]
 
@@ -17,10 +18,9 @@ def save_detector(net: nn.Module, spec: DetectorSpec, path: str | Path, extra: d
     """Save ``net``'s weights with its spec to a checkpoint file, atomically. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": net.state_dict(), "detector": spec.to_dict(), **(extra or {})}, tmp)
-    tmp.replace(path)  # readers never see a half-written model
-    return path
+    # readers, and a kill at any moment, never see a half-written model
+    return atomic_write(path, lambda fh: torch.save({"state_dict": net.state_dict(), "detector": spec.to_dict(),
+                                                     **(extra or {})}, fh))
 
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[VcfMaskRCNN, DetectorSpec]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
+
+from spinemorph.store import atomic_write
 
 __all__ = ["weights_file", "weights_identity", "publish_checkpoint", "SHA_DIGITS"]
 
@@ -66,10 +67,4 @@ def publish_checkpoint(best: str | Path, published: str | Path, version: str) ->
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{best} is not a SpineMorph checkpoint (no state_dict).")
     published.parent.mkdir(parents=True, exist_ok=True)
-    tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save({**ckpt, "version": version}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, published)
-    return published
+    return atomic_write(published, lambda fh: torch.save({**ckpt, "version": version}, fh))

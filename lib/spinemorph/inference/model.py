@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from spinemorph.networks import build_network
+from spinemorph.store import atomic_write
 from spinemorph.transforms import Preprocessing
 
 __all__ = ["ModelSpec", "save_model", "load_spec", "load_model"]
@@ -47,10 +48,8 @@ def save_model(net: nn.Module, spec: ModelSpec, path: str | Path, extra: dict | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = (net.module if hasattr(net, "module") else net).state_dict()
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": state, "spec": spec.to_dict(), **(extra or {})}, tmp)
-    tmp.replace(path)  # readers never see a half-written model
-    return path
+    # readers, and a kill at any moment, never see a half-written model
+    return atomic_write(path, lambda fh: torch.save({"state_dict": state, "spec": spec.to_dict(), **(extra or {})}, fh))
 
 
 def load_spec(path: str | Path) -> ModelSpec:

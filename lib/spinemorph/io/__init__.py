@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.io.dicom import read_dicom, write_dx
+from spinemorph.io.header import ImageHeader, read_header
 from spinemorph.io.nifti import read_nifti, sagittal_affine, write_nifti
 from spinemorph.io.radiograph import (
     InvalidImageError,
@@ -20,6 +21,7 @@ from spinemorph.io.raster import read_raster, write_png
 __all__ = [
     "Radiograph", "InvalidImageError", "UnreadableImageError", "read_radiograph", "write_labelmap", "read_labelmap",
     "write_dx", "write_nifti", "write_png", "sagittal_affine", "display_affine", "facing_from_orientation", "image_id",
+    "ImageHeader", "read_header",
 ]
 
 _RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff")

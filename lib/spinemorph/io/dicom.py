@@ -50,7 +50,16 @@ def read_dicom(path: str | Path) -> Radiograph:
     if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         raise InvalidImageError(f"{Path(path).name} has {ds.NumberOfFrames} frames; "
                                 "SpineMorph needs one 2D radiograph.")
-    pixels = ds.pixel_array
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # a damaged file, or a compression no installed decoder reads
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed:
+            raise UnreadableImageError(
+                f"{Path(path).name} is compressed as {syntax.name}, which SpineMorph cannot decode here: send it "
+                "uncompressed (for example `gdcmconv --raw in.dcm out.dcm` or `dcmdjpeg in.dcm out.dcm`).") from None
+        raise InvalidImageError(f"{Path(path).name} has damaged or truncated pixel data ({err}); send the whole "
+                                "file again.") from None
     if pixels.ndim != 2 or min(pixels.shape) < 1:
         raise InvalidImageError(f"{Path(path).name} has pixel shape {pixels.shape}; expected one 2D plane.")
     slope, intercept = float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)

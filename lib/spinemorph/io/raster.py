@@ -20,6 +20,8 @@ def read_raster(path: str | Path) -> Radiograph:
             if getattr(im, "n_frames", 1) > 1:
                 raise InvalidImageError(f"{Path(path).name} has {im.n_frames} frames; SpineMorph needs one plane.")
             data = np.array(im)
+    except Image.DecompressionBombError:
+        raise InvalidImageError(f"{Path(path).name} declares more pixels than any radiograph has.") from None
     except UnidentifiedImageError:
         raise UnreadableImageError(f"{Path(path).name} is not an image file SpineMorph can read.") from None
     except OSError as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from lib.configs.segmentation import SegmentationConfig
 from lib.options import as_bool
 from spinemorph.inference import load_model
 from spinemorph.inference.identity import publish_checkpoint, weights_identity
+from spinemorph.store import atomic_write_text
 from spinemorph.training import Case, TrainConfig, train
 
 __all__ = ["SegmentationTrain"]
@@ -94,9 +94,7 @@ def publish(best: Path, published: Path, stats_path: Path, summary: dict, starte
     stats = {**summary, "published": str(published), "sha256": weights_identity(published)["sha256"],
              "version": version, "started_from": origin, "seconds": round(time.time() - start, 1),
              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    tmp = stats_path.with_name(f".{stats_path.name}.tmp")
-    tmp.write_text(json.dumps(stats, indent=1, default=str))
-    os.replace(tmp, stats_path)
+    atomic_write_text(stats_path, json.dumps(stats, indent=1, default=str))
     print(f"{PREFIX} {json.dumps({'done': True, **stats}, default=str)}", flush=True)
     return stats
 
