@@ -26,6 +26,7 @@ from monailabel.tasks.activelearning.random import Random
 
 import spinemorph
 from lib.activelearning.scoring import EpistemicScore, LevelDice
+from lib.auth import guard_login, use_asymmetric_algorithms
 from lib.configs import CONFIGS, SegmentationConfig
 from lib.configs.hierarchical import HIERARCHICAL, HierarchicalConfig
 from lib.configs.vcf_detection import VCF_DETECTION, DetectionConfig
@@ -102,6 +103,8 @@ class SpineMorphApp(MONAILabelApp):
         server = sys.modules.get("monailabel.app")  # the FastAPI app uvicorn serves; absent outside a server
         if server is not None:
             install(server.app, self, self.infer_concurrency)
+            use_asymmetric_algorithms()  # MONAI Label's own token check fails every token with PyJWT 2
+            guard_login(server.app)
         super().on_init_complete()
 
     def infer(self, request, datastore=None):

@@ -21,6 +21,7 @@ An infer runs in a worker thread, at most ``infer_concurrency`` at a time, so th
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import re
@@ -96,8 +97,7 @@ class _Checks:
     def __init__(self, app) -> None:
         self.app = app
 
-    def __call__(self, route: APIRoute, kwargs: dict) -> None:
-        path, methods = route.path, route.methods
+    def __call__(self, path: str, methods: set[str], kwargs: dict) -> None:
         for name in _ID_PARAMS:
             value = kwargs.get(name)
             if isinstance(value, str) and (value or name != "image"):
@@ -133,21 +133,18 @@ class _Checks:
 
 
 def _route_kwargs(route: APIRoute) -> dict:
-    names = ("response_model", "status_code", "tags", "dependencies", "summary", "description",
-             "response_description", "responses", "deprecated", "methods", "operation_id", "response_model_include",
-             "response_model_exclude", "response_model_by_alias", "response_model_exclude_unset",
-             "response_model_exclude_defaults", "response_model_exclude_none", "include_in_schema",
-             "response_class", "name", "callbacks", "openapi_extra", "generate_unique_id_function")
+    """The arguments that rebuild ``route`` as it is (whatever this FastAPI's APIRoute takes), but its endpoint."""
+    names = [n for n in inspect.signature(APIRoute.__init__).parameters if n not in ("self", "path", "endpoint")]
     return {n: getattr(route, n) for n in names if hasattr(route, n)}
 
 
-def _guarded(route: APIRoute, checks: _Checks, limiter: anyio.CapacityLimiter) -> APIRoute:
+def _guarded(route: APIRoute, path: str, checks: _Checks, limiter: anyio.CapacityLimiter) -> APIRoute:
     endpoint = route.endpoint
-    is_infer = route.path == "/infer/{model}" and "POST" in route.methods
+    is_infer = path == "/infer/{model}" and "POST" in route.methods
 
     @functools.wraps(endpoint)
     async def guarded(**kwargs):
-        checks(route, kwargs)
+        checks(path, route.methods, kwargs)
         if is_infer:  # MONAI Label's endpoint runs the infer on the event loop; run it in a worker instead
             from monailabel.endpoints.infer import run_inference
 
@@ -155,7 +152,22 @@ def _guarded(route: APIRoute, checks: _Checks, limiter: anyio.CapacityLimiter) -
             return await anyio.to_thread.run_sync(functools.partial(run_inference, **args), limiter=limiter)
         return await endpoint(**kwargs)
 
+    guarded.spinemorph_guarded = True
     return APIRoute(route.path, guarded, **_route_kwargs(route))
+
+
+def _routers(router, prefix: str = ""):
+    """Yield ``(router, prefix)`` for ``router`` and every router included in it, however deep.
+
+    FastAPI before 0.16x copies an included router's routes into the app's list; later versions keep one
+    ``_IncludedRouter`` entry per ``include_router`` that resolves the original router's routes at request time, so
+    the routes to guard live in ``original_router.routes`` (paths without the include's prefix).
+    """
+    yield router, prefix
+    for route in router.routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routers(inner, prefix + getattr(getattr(route, "include_context", None), "prefix", ""))
 
 
 def install(fastapi_app, app, infer_concurrency: int = 2) -> int:
@@ -164,14 +176,18 @@ def install(fastapi_app, app, infer_concurrency: int = 2) -> int:
     # /reload would rebuild the app (dropping its guard) for anyone, with no role check; the DICOM proxy only means
     # something when the studies are a DICOMweb server
     unserved = (*_UNSERVED, "/reload", *(() if app.studies.startswith("http") else ("/proxy",)))
-    routes, count = [], 0
-    for route in fastapi_app.router.routes:
-        if isinstance(route, APIRoute) and route.path.startswith(unserved):
-            continue
-        if isinstance(route, APIRoute):
-            route, count = _guarded(route, checks, limiter), count + 1
-        routes.append(route)
-    fastapi_app.router.routes[:] = routes
+    count = 0
+    for router, prefix in _routers(fastapi_app.router):
+        routes = []
+        for route in router.routes:
+            if isinstance(route, APIRoute) and (prefix + route.path).startswith(unserved):
+                continue
+            if isinstance(route, APIRoute):
+                route, count = _guarded(route, prefix + route.path, checks, limiter), count + 1
+            routes.append(route)
+        router.routes[:] = routes
+        if hasattr(router, "_mark_routes_changed"):
+            router._mark_routes_changed()
     fastapi_app.openapi_schema = None
     log.info("Guarded %d routes", count)
     return count

@@ -155,7 +155,8 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Read /info and fill the model and strategy selectors; remember the address."""
         with slicer.util.tryWithErrorDisplay("Could not connect to the server.", waitCursor=True):
             url = self.ui.serverUrlEdit.text.strip()
-            info = self.logic.connect(url)
+            info = self.logic.connect(url, self.ui.usernameEdit.text.strip(), self.ui.passwordEdit.text)
+            self.ui.passwordEdit.text = ""  # used once for a token, never kept
             qt.QSettings().setValue(SETTINGS_URL, url)
             for selector, names in ((self.ui.modelSelector, info["models"]),
                                     (self.ui.strategySelector, info["strategies"])):
@@ -297,11 +298,14 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError("Connect to a SpineMorph server first.")
         return self.client
 
-    def connect(self, url: str) -> dict:
-        """Return the server's name, models and strategies, and keep the connection."""
+    def connect(self, url: str, username: str = "", password: str = "") -> dict:
+        """Return the server's name, models and strategies, and keep the connection; with a user name, log in
+        first (the server's /auth/token) and send the token with every call."""
         from SpineMorphLib.client import SpineMorphClient
 
         client = SpineMorphClient(url)
+        if username:
+            client.login(username, password)
         info = client.info()
         self.client = client
         return {"name": info.get("name", url), "models": list(info.get("models", {})),

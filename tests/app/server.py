@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,18 +31,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    """A started server: its URL and its process (the leader of its own process group)."""
+
+    url: str
+    proc: subprocess.Popen
+
+
 @contextmanager
-def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0,
-                   app: Path = REPO / "monailabel_app"):
-    """Yield the URL of a server of ``app`` started on ``studies`` with ``conf``; stop it afterwards."""
+def serving(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0,
+            app: Path = REPO / "monailabel_app", ready: str = "/info/",
+            wrap: Callable[[list[str]], list[str]] | None = None, env: dict[str, str] | None = None):
+    """Yield the Server of ``app`` started on ``studies`` with ``conf``, once ``ready`` answers (a path that needs
+    no login when authentication is on, such as "/auth/"); stop it and every process it started afterwards.
+
+    The server runs in a session of its own, as a service manager starts it, so that its train and batch
+    subprocesses share its process group (see kill_group). ``wrap`` rewrites the command line (e.g. to run it
+    under ``unshare``); ``env`` adds to its environment.
+    """
     port = free_port()
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
            str(studies), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in conf.items():
         cmd += ["--conf", key, str(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MONAI_LABEL_SESSIONS": "false", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MONAI_LABEL_SESSIONS": "false", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        proc = subprocess.Popen(wrap(cmd) if wrap else cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -45,20 +67,71 @@ def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: floa
             if proc.poll() is not None:
                 raise RuntimeError(f"The server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
             try:
-                if requests.get(f"{url}/info/", timeout=2).ok:
+                if requests.get(f"{url}{ready}", timeout=2).ok:
                     break
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
         else:
             raise RuntimeError(f"The server did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
-        yield url
+        yield Server(url, proc)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        with suppress(ProcessLookupError):  # a train task the server left running
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0,
+                   app: Path = REPO / "monailabel_app", ready: str = "/info/"):
+    """Yield the URL of a server of ``app`` started on ``studies`` with ``conf`` (see serving); stop it afterwards."""
+    with serving(studies, conf, log, timeout, app, ready) as server:
+        yield server.url
+
+
+def _subreaper(on: bool) -> None:
+    """Make this process (Linux) the parent of the descendants that lose theirs, so that it can reap them."""
+    ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 30.0) -> list[str]:
+    """SIGKILL ``proc``'s whole process group at once, as a service manager stops a unit, and wait for every member
+    to be gone; return the members still there after ``timeout`` ("pid name status"), none when all died.
+
+    The members are reaped here (this process adopts them while they die), so no zombie keeps a pid that a
+    restarted server would take for a live writer.
+    """
+    group = os.getpgid(proc.pid)
+    _subreaper(True)
+    try:
+        os.killpg(group, signal.SIGKILL)
+        proc.wait(timeout)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with suppress(ChildProcessError):  # the members this process adopted, once dead
+                while os.waitpid(-group, os.WNOHANG)[0]:
+                    pass
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return []
+            time.sleep(0.05)
+    finally:
+        _subreaper(False)
+    left = [p for p in psutil.process_iter(["pid", "name", "status"]) if _group_of(p.pid) == group]
+    return [f"{p.info['pid']} {p.info['name']} {p.info['status']}" for p in left]
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def finished_training(client, timeout: float = 240.0) -> dict:

@@ -57,14 +57,26 @@ class SpineMorphClient:
         label_file, result = client.infer("spinemorph_levels", sample["id"], folder)
     """
 
-    def __init__(self, url: str, timeout: float = 120.0) -> None:
+    def __init__(self, url: str, timeout: float = 120.0, token: str | None = None) -> None:
         url = (url or "").strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"The server address must start with http:// or https://, not {url!r}.")
-        self.url, self.timeout = url, timeout
+        self.url, self.timeout, self.token = url, timeout, token or None
+
+    def login(self, username: str, password: str) -> str:
+        """Get an access token from the server's login (MONAI Label's /auth/token, which asks its Keycloak realm)
+        and send it with every later call, as ``Authorization: Bearer``; return it. The password is not kept."""
+        answer = self._call("POST", "/auth/token", data={"username": username, "password": password}).json()
+        if not answer.get("access_token"):
+            raise ServerError(400, "this server has no login (MONAI_LABEL_AUTH_ENABLE is off); connect without "
+                                   "a user name", f"{self.url}/auth/token")
+        self.token = answer["access_token"]
+        return self.token
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         url = f"{self.url}{path}"
+        if self.token:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {self.token}"}
         try:
             response = requests.request(method, url, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
         except requests.ConnectionError as err:
