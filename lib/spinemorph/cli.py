@@ -162,6 +162,23 @@ def _bundle(args: argparse.Namespace) -> None:
     print(f"Wrote the MONAI bundle {out}")
 
 
+def _labels(args: argparse.Namespace) -> None:
+    from spinemorph.store import LabelVersions
+
+    versions = LabelVersions(args.studies)
+    current = Path(args.studies) / "labels" / args.tag / f"{args.image}.nii.gz"
+    if args.restore is None:
+        kept = versions.list(args.image, args.tag)
+        print(f"{args.tag} label of {args.image}: {'present' if current.exists() else 'absent'}; "
+              f"{len(kept)} kept version(s), oldest first:")
+        for path in kept:
+            print(f"  {path.name.split('.nii')[0]}  {path.stat().st_size} bytes")
+        return
+    restored = versions.restore(current, args.image, args.tag, args.restore or None)
+    print(f"Restored {restored.name} as {current} (the label it replaced is kept as a version). A running server "
+          "reads the file at its next infer, score or training.")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -308,6 +325,15 @@ def _parser() -> argparse.ArgumentParser:
     bun.add_argument("--facing", help="a facing model (spinemorph facing-train) to ship as models/facing.pt")
     bun.add_argument("--refiner", help="a stage-2 network (spinemorph refine-train) to ship as models/refine.pt")
     bun.set_defaults(run=_bundle)
+
+    lab = sub.add_parser("labels", help="list the kept versions of an image's label in a studies folder, or restore "
+                                        "one (every label save keeps the label it replaces)")
+    lab.add_argument("studies", help="the studies folder the server serves")
+    lab.add_argument("--image", required=True, help="image id")
+    lab.add_argument("--tag", default="final", help="label tag (default final)")
+    lab.add_argument("--restore", nargs="?", const="", metavar="STAMP",
+                     help="restore the newest kept version, or the one whose stamp starts with STAMP")
+    lab.set_defaults(run=_labels)
 
     from spinemorph.hierarchical.cli import add_parsers as add_hierarchical  # Kim et al. 2019's pipeline
 

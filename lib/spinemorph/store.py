@@ -113,6 +113,9 @@ class LabelVersions:
         self.root = Path(studies) / HIDDEN / "label-versions"
 
     def folder(self, image_id: str, tag: str) -> Path:
+        for value in (image_id, tag):
+            if not value or "/" in value or "\\" in value or value in (".", "..") or value.startswith(".."):
+                raise ValueError(f"{value!r} is not an image id or label tag (no paths).")
         return self.root / tag / image_id
 
     def keep(self, current: str | Path, image_id: str, tag: str) -> Path:
