@@ -114,8 +114,7 @@ class SpineMorphApp(MONAILabelApp):
                                      f"{', '.join(sorted(self._infers))}.")
         image = request.get("image")
         if isinstance(image, str) and not _is_upload(image):
-            check_id(image)
-            (datastore or self.datastore()).get_image_uri(image)  # 404 / 403 with a sentence
+            check_id(image)  # then the datastore resolves it, or answers 404 / 403 with a sentence
         return super().infer(request, datastore)
 
     def init_infers(self):
