@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 __all__ = [
-    "atomic_copy", "atomic_write", "atomic_write_text", "remove_stale_temporaries", "LabelVersions", "to_trash",
-    "HIDDEN",
+    "Staged", "atomic_copy", "atomic_write", "atomic_write_text", "remove_stale_temporaries", "LabelVersions",
+    "to_trash", "HIDDEN",
 ]
 
 HIDDEN = ".spinemorph"
@@ -33,61 +33,78 @@ def _temporary(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{os.getpid()}{TMP_SUFFIX}")
 
 
-def _publish(tmp: Path, dest: Path) -> None:
-    """Flush ``tmp`` to disk and rename it over ``dest``; on any failure remove ``tmp`` and leave ``dest``."""
+class Staged:
+    """A file written and flushed beside its destination under a hidden temporary name, not yet in place.
+
+    ``commit`` renames it over the destination (no space needed, atomic); ``discard`` removes it. Staging every
+    file of a change before committing any lets a change that runs out of space fail with nothing changed.
+    """
+
+    def __init__(self, dest: str | Path, write: Callable[[BinaryIO], object]) -> None:
+        self.dest = Path(dest)
+        self.tmp = _temporary(self.dest)
+        try:
+            with open(self.tmp, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            self.discard()
+            raise
+
+    @classmethod
+    def copy(cls, source: str | Path, dest: str | Path) -> Staged:
+        with open(source, "rb") as src:
+            return cls(dest, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
+
+    def commit(self) -> Path:
+        os.replace(self.tmp, self.dest)
+        return self.dest
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write(dest: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write`` on a binary file that becomes ``dest`` atomically once it returns: a reader, or a kill at any
+    moment, sees the old file or the new one whole. If writing fails (a full disk), the temporary file is removed,
+    ``dest`` is untouched and the error propagates."""
+    staged = Staged(dest, write)
     try:
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        return staged.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.discard()
         raise
 
 
 def atomic_copy(source: str | Path, dest: str | Path) -> Path:
-    """Copy ``source`` to ``dest`` so that a reader, or a kill at any moment, sees the old file or the new one whole.
-
-    The copy goes to a hidden temporary file beside ``dest`` and is renamed over it. If the copy fails (a full
-    disk), the temporary file is removed and ``dest`` is untouched; the OSError propagates.
-    """
-    dest = Path(dest)
-    tmp = _temporary(dest)
+    """Copy ``source`` to ``dest`` atomically (see atomic_write)."""
+    staged = Staged.copy(source, dest)
     try:
-        shutil.copyfile(source, tmp)
+        return staged.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.discard()
         raise
-    _publish(tmp, dest)
-    return dest
-
-
-def atomic_write(dest: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write`` on a binary file that becomes ``dest`` atomically once it returns (see atomic_copy)."""
-    dest = Path(dest)
-    tmp = _temporary(dest)
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _publish(tmp, dest)
-    return dest
 
 
 def atomic_write_text(dest: str | Path, text: str) -> Path:
-    """Write ``text`` to ``dest`` atomically (see atomic_copy)."""
+    """Write ``text`` to ``dest`` atomically (see atomic_write)."""
     return atomic_write(dest, lambda fh: fh.write(text.encode()))
 
 
 def _alive(pid: int) -> bool:
+    """True if process ``pid`` runs (a zombie, dead but not yet collected, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    except (OSError, ValueError, IndexError):
+        return True
 
 
 def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
@@ -119,12 +136,21 @@ class LabelVersions:
         return self.root / tag / image_id
 
     def keep(self, current: str | Path, image_id: str, tag: str) -> Path:
-        """Keep a copy of the label ``current`` (about to be replaced) as a new version; return its path."""
+        """Keep the label ``current`` (about to be replaced) as a new version; return its path.
+
+        A hard link when the file system allows one (no data is copied, so it works on a full disk; the rename
+        that replaces ``current`` then leaves the version holding the old bytes), else an atomic copy.
+        """
         current = Path(current)
         folder = self.folder(image_id, tag)
         folder.mkdir(parents=True, exist_ok=True)
         ext = "".join(current.suffixes[-2:]) if current.name.endswith(".nii.gz") else current.suffix
-        return atomic_copy(current, folder / f"{_stamp()}{ext}")
+        version = folder / f"{_stamp()}{ext}"
+        try:
+            os.link(current, version)
+        except OSError:
+            atomic_copy(current, version)
+        return version
 
     def list(self, image_id: str, tag: str = "final") -> list[Path]:
         folder = self.folder(image_id, tag)

@@ -31,7 +31,7 @@ from spinemorph.io import (
     write_labelmap,
 )
 from spinemorph.levels import is_level_code, level_name
-from spinemorph.store import HIDDEN, LabelVersions, atomic_copy, atomic_write_text, remove_stale_temporaries, to_trash
+from spinemorph.store import HIDDEN, LabelVersions, Staged, atomic_write_text, remove_stale_temporaries, to_trash
 
 __all__ = ["SpineMorphDatastore", "checked_radiograph", "MAX_SIDE", "MIN_SIDE"]
 
@@ -199,6 +199,12 @@ class SpineMorphDatastore(LocalDatastore):
                                          "and save again.") from None
 
     def _store_label(self, image_id: str, clean: str, tag: str, info: dict) -> str:
+        """Put ``clean`` in place as the ``tag`` label of ``image_id``, with its info in the datastore's JSON.
+
+        Everything that needs disk space (the new label, the new JSON) is written beside its destination first;
+        only then are they renamed into place, so a full disk fails the save with nothing changed. The label it
+        replaces is kept as a version (a hard link: no space needed).
+        """
         label_dir = Path(self._datastore.label_path(tag))
         dest = label_dir / f"{image_id}.nii.gz"
         with FileLock(self._lock_file):
@@ -206,12 +212,27 @@ class SpineMorphDatastore(LocalDatastore):
             if obj is None:
                 raise ImageNotFoundException(f"Image {image_id} not found")
             label_dir.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                info["previous_version"] = self.versions.keep(dest, image_id, tag).name
-            atomic_copy(clean, dest)
-            info.update({"ts": int(time.time()), "name": dest.name})
-            obj.labels[tag] = DataModel(info=info, ext=".nii.gz")
-            self._update_datastore_file(lock=False)
+            label = Staged.copy(clean, dest)
+            before, version = obj.labels.get(tag), None
+            try:
+                if dest.exists():
+                    version = self.versions.keep(dest, image_id, tag)
+                    info["previous_version"] = version.name
+                obj.labels[tag] = DataModel(info={**info, "ts": int(time.time()), "name": dest.name}, ext=".nii.gz")
+                text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+                datastore_json = Staged(self._datastore_config_path, lambda fh: fh.write(text.encode()))
+            except BaseException:
+                label.discard()
+                if version is not None:
+                    version.unlink(missing_ok=True)
+                if before is None:
+                    obj.labels.pop(tag, None)
+                else:
+                    obj.labels[tag] = before
+                raise
+            label.commit()
+            datastore_json.commit()
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
         return image_id
 
     # -- removing ----------------------------------------------------------------------------------------------
