@@ -22,9 +22,9 @@ from fastapi import HTTPException
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.epistemic import Epistemic
 from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
 
 import spinemorph
+from lib.activelearning.random import LeastRecentRandom
 from lib.activelearning.scoring import EpistemicScore, LevelDice
 from lib.auth import guard_login, use_asymmetric_algorithms
 from lib.configs import CONFIGS, SegmentationConfig
@@ -137,7 +137,7 @@ class SpineMorphApp(MONAILabelApp):
         return BatchInfer()
 
     def init_strategies(self):
-        return {"random": Random(), "first": First(), "epistemic": Epistemic()}
+        return {"random": LeastRecentRandom(), "first": First(), "epistemic": Epistemic()}
 
     def init_scoring_methods(self):
         methods = {"dice": LevelDice()}

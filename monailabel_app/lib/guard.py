@@ -5,12 +5,21 @@ MONAI Label's endpoints take an image id and resolve it as a path when such a pa
 server runs, but it can wrap the routes it is given: ``install`` replaces each API route by one with the same
 path, parameters, role check (RBAC) and OpenAPI entry whose endpoint first checks what the request names:
 
-- ids (``image``, ``id``, ``label``, ``session_id``) and label tags are ids, never paths: letters, digits and
-  ``._-``, no ``..``, at most ``MAX_ID`` characters (UTF-8 only; a non-UTF-8 byte arrives as U+FFFD and fails);
+- ids (``image``, ``id``, ``label``, ``session_id``, and the file name an upload without an id is named after) are
+  names, never paths: no '/', '\\', '..', leading '.' or control character, at most ``MAX_ID`` characters (UTF-8
+  only; a non-UTF-8 byte arrives as U+FFFD and fails); label tags are letters, digits, '_' and '-';
 - models, strategies and scoring methods must be ones this app serves (404 with the list);
 - ``params`` and ``info`` form fields are JSON objects of at most ``MAX_JSON`` bytes, and an infer's ``params``
   cannot name the image, label or model (those travel only as ids or uploads);
 - uploading or deleting model files through the API needs the admin role (MONAI Label lets an annotator);
+- image and label info (and a save's ``params``) cannot set what the server records itself (served times, scores,
+  levels): ``{"strategy": "x"}`` would make next-sample fail for everyone until the JSON is mended by hand;
+- what MONAI Label's endpoint would answer with a 500 on this server gets a 4xx and a sentence instead (found by
+  fuzzing, tests/app/test_fuzz.py, and by reading its endpoints): an image or label the datastore does not have
+  (404), an infer with no image (400), with a session while sessions are off (406) or asking DICOM SEG from a
+  folder (400), a ``device`` the server lacks (400), a model upload where the task has no model file to replace
+  (405), a checksum with an unknown algorithm (400), GPU information without nvidia-smi (404), the whole live log
+  (``lines`` < 1, which breaks mid-answer; 400);
 - routes for what this app does not serve (whole-slide images, OHIF, the DICOM proxy without DICOMweb, and
   ``/reload``, which rebuilds the app with no role check) are removed, so they are not offered.
 
@@ -24,24 +33,35 @@ import functools
 import inspect
 import json
 import logging
+import os
 import re
+import shutil
+from pathlib import PurePath
 
 import anyio
 from fastapi import HTTPException
 from fastapi.routing import APIRoute
 from monailabel.config import settings
+from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
 __all__ = ["install", "check_id", "check_tag", "json_object", "MAX_ID", "MAX_JSON"]
 
 log = logging.getLogger(__name__)
 MAX_ID = 200
 MAX_JSON = 64 * 1024
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# an id names a file of the studies folder without its path: no separator, no leading '.', no control character
+# and no U+FFFD (what a byte that is not UTF-8 decodes to); spaces and non-ASCII letters are fine
+_ID = re.compile(r"[^./\\\x00-\x1f\x7f\ufffd][^/\\\x00-\x1f\x7f\ufffd]*\Z")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _ID_PARAMS = ("image", "id", "label", "session_id")  # query parameters that name a stored object
 _JSON_FIELDS = ("params", "info")  # form fields that carry a JSON object as text
 _RESERVED = {"image", "label", "model", "session", "session_id"}  # an infer's params may not set these
 _UNSERVED = ("/infer/wsi", "/ohif")  # MONAI Label features this app does not offer
+# image and label info the server writes and reads itself (a client's {"strategy": "x"} would break next-sample
+# for everyone, persistently); the datastore's own keys, MONAI Label's active learning, SpineMorph's scoring and saves
+_SERVER_INFO = {"ts", "name", "path", "checksum", "strategy", "epistemic_entropy", "epistemic_model_ts",
+                "epistemic_ts", "dice", "levels", "previous_version"}
+_CHECK_SUM = re.compile(r"(?:(?:SHA256|SHA512|MD5):)?[0-9A-Fa-f]{1,128}\Z")
 
 
 def check_id(value: str, what: str = "image id") -> str:
@@ -51,8 +71,9 @@ def check_id(value: str, what: str = "image id") -> str:
     if len(value) > MAX_ID:
         raise HTTPException(400, f"The {what} is {len(value)} characters long; ids have at most {MAX_ID}.")
     if not _ID.match(value) or ".." in value:
-        raise HTTPException(400, f"The {what} {value[:80]!r} is not an id: ids hold letters, digits, '.', '_' and "
-                                 "'-' (no paths, no '..'); send the id the datastore lists.")
+        raise HTTPException(400, f"The {what} {value[:80]!r} is not an id: an id is a file's name without its "
+                                 "extension (no '/', '\\', '..', leading '.', control characters or bytes that are "
+                                 "not UTF-8); send the id the datastore lists.")
     return value
 
 
@@ -104,6 +125,8 @@ class _Checks:
                 if name == "session_id" and not value:
                     continue
                 check_id(value, "image id" if name in ("image", "id", "label") else name.replace("_", " "))
+        if path.startswith("/datastore") and "PUT" in methods and kwargs.get("file") and not kwargs.get("image"):
+            check_id(_upload_id(kwargs["file"]), "image id taken from the file name")  # MONAI Label's fallback
         if isinstance(kwargs.get("tag"), str):
             check_tag(kwargs["tag"])
         for name in _JSON_FIELDS:
@@ -112,6 +135,13 @@ class _Checks:
                 if path.startswith("/infer/") and _RESERVED & set(value):
                     raise HTTPException(400, f"params cannot set {sorted(_RESERVED & set(value))}: name the image "
                                              "with ?image=ID or upload it as file.")
+                if path.startswith("/datastore") and _SERVER_INFO & set(value):
+                    raise HTTPException(400, f"{name} cannot set {sorted(_SERVER_INFO & set(value))}: the server "
+                                             "records these itself (active learning, scoring, saves); keep your own "
+                                             "notes under other names.")
+                _check_device(value)
+        if isinstance(kwargs.get("params"), dict):  # a JSON body (scoring, active learning)
+            _check_device(kwargs["params"])
         model = kwargs.get("model")
         if isinstance(model, str):
             if path.startswith(("/infer/", "/batch/infer/")):
@@ -130,6 +160,62 @@ class _Checks:
         if path.startswith("/model/") and "DELETE" in methods and not getattr(self.app, "allow_delete", False):
             raise HTTPException(403, "This server never deletes model files: start it with "
                                      "`--conf allow_delete true` to allow it.")
+        self.answerable(path, methods, kwargs)
+
+    def answerable(self, path: str, methods: set[str], kwargs: dict) -> None:
+        """Refuse, with a 4xx and a sentence, what MONAI Label's endpoint would answer with a 500 on this server."""
+        if path == "/infer/{model}":
+            self.infer_input(kwargs)
+        if path == "/model/{model}" and "PUT" in methods and not self.app.model_file(kwargs["model"], validate=False):
+            # MONAI Label copies an upload over the infer task's model file; this app's tasks read their weights
+            # through their config (bundle or published), so there is no file to replace (its endpoint: 500)
+            raise HTTPException(405, f"Model {kwargs['model']!r} takes no uploaded weights: train it "
+                                     f"(POST /train/{kwargs['model']}) or start the server with `--conf "
+                                     f"{kwargs['model']}_weights PATH`.", headers={"Allow": "GET"})
+        if path == "/datastore/image" and isinstance(kwargs.get("check_sum"), str) and kwargs["check_sum"] \
+                and not _CHECK_SUM.match(kwargs["check_sum"]):  # an unknown algorithm: ValueError, a 500
+            raise HTTPException(400, f"check_sum {kwargs['check_sum'][:80]!r} is not a checksum: send "
+                                     "ALGORITHM:HEXDIGEST with SHA256, SHA512 or MD5 (as GET /datastore/ lists).")
+        if path == "/logs/gpu" and shutil.which("nvidia-smi") is None:  # MONAI Label runs it unchecked: a 500
+            raise HTTPException(404, "This server has no NVIDIA GPU tools (nvidia-smi is not installed): it runs "
+                                     "on the CPU, so there is no GPU information to show.")
+        if path == "/logs/" and isinstance(kwargs.get("lines"), int) and kwargs["lines"] < 1:
+            # lines <= 0 streams the whole log while the server keeps appending to it: the body outgrows the
+            # Content-Length sent first, and the connection breaks mid-answer
+            raise HTTPException(400, f"lines is {kwargs['lines']}: ask for the last N lines with lines=N (N >= 1, "
+                                     "for example lines=300).")
+
+    def infer_input(self, kwargs: dict) -> None:
+        """Refuse an infer with no image, a session while sessions are off, or DICOM SEG output without DICOMweb."""
+        if not kwargs.get("image") and not kwargs.get("file") and not kwargs.get("session_id"):
+            raise HTTPException(400, "No image to infer on: name it with ?image=ID (an id the datastore lists) or "
+                                     "upload it as file.")
+        if kwargs.get("session_id") and self.app.sessions() is None:
+            raise HTTPException(406, "Sessions are off on this server (MONAI_LABEL_SESSIONS=false): name the image "
+                                     "with ?image=ID or upload it as file.")
+        output = getattr(kwargs.get("output"), "value", kwargs.get("output"))
+        if output == "dicom_seg" and not self.app.studies.startswith("http"):
+            raise HTTPException(400, "output=dicom_seg needs studies on a DICOMweb server; this server reads a "
+                                     "folder: ask for output=image, json or all.")
+
+
+def _upload_id(file) -> str:
+    """Return the id MONAI Label gives an uploaded image sent without one: its file name less the extensions."""
+    name = getattr(file, "filename", None) or ""
+    return os.path.basename(name).replace("".join(PurePath(name).suffixes) if name else ".nii.gz", "")
+
+
+def _check_device(params: dict) -> None:
+    """Refuse a ``device`` this server cannot run on: torch would fail inside the task (a 500)."""
+    device = params.get("device")
+    if device is None or device in ("cpu", "cuda"):  # "cuda" means the CPU where there is no GPU
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if not (isinstance(device, str) and re.fullmatch(r"cuda:\d{1,3}", device) and int(device[5:]) < gpus):
+        raise HTTPException(400, f"device {str(device)[:40]!r} is not one this server has ({gpus} GPUs): send "
+                                 '"cpu", or "cuda" for the first GPU (the CPU where there is none).')
 
 
 def _route_kwargs(route: APIRoute) -> dict:
@@ -149,10 +235,15 @@ def _guarded(route: APIRoute, path: str, checks: _Checks, limiter: anyio.Capacit
             from monailabel.endpoints.infer import run_inference
 
             args = {k: v for k, v in kwargs.items() if k != "user"}
-            return await anyio.to_thread.run_sync(functools.partial(run_inference, **args), limiter=limiter)
-        return await endpoint(**kwargs)
+            call = anyio.to_thread.run_sync(functools.partial(run_inference, **args), limiter=limiter)
+        else:
+            call = endpoint(**kwargs)
+        try:
+            return await call
+        except (ImageNotFoundException, LabelNotFoundException) as err:  # MONAI Label's datastore: else a 500
+            raise HTTPException(404, f"{err.msg}: send an image id (and label tag) that GET /datastore/?output=all "
+                                     "lists.") from None
 
-    guarded.spinemorph_guarded = True
     return APIRoute(route.path, guarded, **_route_kwargs(route))
 
 
