@@ -144,6 +144,14 @@ def _segment(args: argparse.Namespace) -> None:
     extra = {"model": model, "fracture_calls": analysis.fracture_calls} if analysis.fracture_calls is not None else \
         {"model": model}
     write_outputs(result, out, stem, analysis.labels, image.pixels, extra=extra)
+    dicom = {}
+    if args.output == "dicom":
+        if image.meta.get("format") != "dicom":
+            raise ValueError(f"--output dicom needs a DICOM radiograph to refer to; {args.image} is "
+                             f"{image.meta.get('format', 'not DICOM')}.")
+        from spinemorph.io.dicom_results import write_dicom_results
+
+        dicom = write_dicom_results(out, stem, analysis.labels, result, args.image)
     done = time.perf_counter()
     print(result.table())
     print(f"{image.shape[0]}×{image.shape[1]} px: model load {loaded - start:.2f} s, image read {read - loaded:.2f} s, "
@@ -151,6 +159,8 @@ def _segment(args: argparse.Namespace) -> None:
           f"write {done - measured:.2f} s; total {done - start:.2f} s on {args.device}")
     print(f"Model {model['path']} version {model['version']}, weights SHA-256 {model['sha256']}")
     print(f"Wrote {out / (stem + '.labels.nii.gz')} (the image's geometry) and {stem}.morphometry.json/.csv/.png")
+    if dicom:
+        print(f"Wrote {' and '.join(p.name for p in dicom.values())} (DICOM SEG and TID 1500 SR of the source)")
 
 
 def _bundle(args: argparse.Namespace) -> None:
@@ -313,6 +323,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's answer")
     seg.add_argument("--no-detector", action="store_true",
                      help="skip the fracture detector's opinion (fracture_calls) per vertebra")
+    seg.add_argument("--output", choices=("files", "dicom"), default="files",
+                     help="dicom: also write <stem>.seg.dcm (DICOM SEG) and <stem>.sr.dcm (TID 1500 measurement "
+                          "report) referring to the input DICOM")
     seg.set_defaults(run=_segment)
 
     bun = sub.add_parser("bundle", help="write a trained model as a MONAI bundle (for sample-apps/)")

@@ -158,3 +158,33 @@ def test_bad_inputs_are_refused(case, tmp_path):
         make_seg(np.where(labels > 0, 27, 0), path)
     with pytest.raises(ValueError, match="the DICOM radiograph"):
         write_sr(tmp_path / "r.dcm", morph, pydicom.dcmread(case[3]["sr"]))
+
+
+def test_segment_with_output_dicom_writes_a_seg_and_an_sr_that_match_its_json(studies, tiny_model, tmp_path):
+    """`spinemorph segment --output dicom` on a DICOM DX: SEG and SR beside the JSON, number for number."""
+    from spinemorph.cli import main as cli
+
+    image = sorted(studies.glob("*.dcm"))[0]
+    assert cli(["segment", str(image), "--model", str(tiny_model), "--out", str(tmp_path), "--device", "cpu",
+                "--output", "dicom"]) == 0
+    stem = image.name[: -len(".dcm")]
+    morph = json.loads((tmp_path / f"{stem}.morphometry.json").read_text())
+    assert morph["vertebrae"], "the tiny model found no body on its own studies"
+    seg = hd.seg.segread(tmp_path / f"{stem}.seg.dcm")
+    assert [s.segment_label for s in seg.SegmentSequence] == [v["level"] for v in morph["vertebrae"]] or \
+        {s.segment_label for s in seg.SegmentSequence} >= {v["level"] for v in morph["vertebrae"]}
+    back = read_morphometry_sr(tmp_path / f"{stem}.sr.dcm")
+    assert [v["level"] for v in back["vertebrae"]] == [v["level"] for v in morph["vertebrae"]]
+    for ours, theirs in zip(morph["vertebrae"], back["vertebrae"], strict=True):
+        for field in ("Ha_mm", "Hm_mm", "Hp_mm", "vcr_percent", "wedge", "biconcave", "crush", "genant_grade"):
+            assert theirs[field] == ours[field], (ours["level"], field)
+        assert theirs["flags"] == ours["flags"]
+
+
+def test_segment_with_output_dicom_refuses_an_image_that_is_not_dicom(studies, tiny_model, tmp_path):
+    from spinemorph.cli import main as cli
+
+    with pytest.raises(SystemExit) as done:
+        cli(["segment", str(studies / "xray-nifti.nii.gz"), "--model", str(tiny_model), "--out", str(tmp_path),
+             "--device", "cpu", "--output", "dicom"])
+    assert done.value.code == 2
