@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -172,6 +173,25 @@ def _bundle(args: argparse.Namespace) -> None:
     print(f"Wrote the MONAI bundle {out}")
 
 
+def _screen(args: argparse.Namespace) -> None:
+    import torch
+
+    from spinemorph.screen import grades_table, screen
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    done = screen(args.source, args.out, args.model, device, detector=not args.no_detector,
+                  dicom=args.dicom or bool(args.store), store=args.store)
+    out = Path(args.out)
+    verdicts = list(csv.DictReader(open(out / "verdicts.csv")))
+    rate = len(done.films) / done.seconds * 60 if done.films else 0.0
+    print(f"Screened {len(done.films)} films in {done.seconds:.1f} s ({rate:.1f} films a minute on {device}); "
+          f"{len(done.resumed)} finished by an earlier run, {len(done.skipped)} files skipped, "
+          f"{len(done.failed)} failed.")
+    print(f"{sum(v['fracture'] == 'True' for v in verdicts)} of {len(verdicts)} patients with a vertebra graded "
+          f">= 1; vertebrae by grade 0-3: {grades_table(out).tolist()}.")
+    print(f"Wrote {out / 'cohort.csv'}, {out / 'verdicts.csv'}, {out / 'reports'}/*.png and {out / 'summary.json'}")
+
+
 def _labels(args: argparse.Namespace) -> None:
     from spinemorph.store import LabelVersions
 
@@ -338,6 +358,18 @@ def _parser() -> argparse.ArgumentParser:
     bun.add_argument("--facing", help="a facing model (spinemorph facing-train) to ship as models/facing.pt")
     bun.add_argument("--refiner", help="a stage-2 network (spinemorph refine-train) to ship as models/refine.pt")
     bun.set_defaults(run=_bundle)
+
+    scr = sub.add_parser("screen", help="screen every lateral spine film in a folder or on a DICOMweb server: "
+                                        "cohort CSV, per-patient verdicts and report pages (resumable)")
+    scr.add_argument("source", help="a folder (searched recursively) or a DICOMweb URL (http://host/dicom-web)")
+    scr.add_argument("--out", required=True, help="output folder; run again with the same one to resume")
+    scr.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "sample-apps" / "spinemorph_levels"),
+                     help="a bundle folder or model.pt (default: the shipped model)")
+    scr.add_argument("--device", default="auto", help="cpu, cuda, or auto (CUDA when present)")
+    scr.add_argument("--no-detector", action="store_true", help="skip the fracture detector's opinion")
+    scr.add_argument("--dicom", action="store_true", help="also write a DICOM SEG and SR for each DICOM film")
+    scr.add_argument("--store", metavar="URL", help="store each film's SEG and SR to this DICOMweb server (STOW-RS)")
+    scr.set_defaults(run=_screen)
 
     lab = sub.add_parser("labels", help="list the kept versions of an image's label in a studies folder, or restore "
                                         "one (every label save keeps the label it replaces)")

@@ -1,0 +1,75 @@
+"""`spinemorph screen`: every lateral film of a folder, a cohort CSV, verdicts, report pages, and a resumable run."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+
+import pydicom
+import pytest
+from PIL import Image
+
+from spinemorph.cli import main as cli
+from spinemorph.io.dicom_results import read_morphometry_sr
+from spinemorph.screen import find_films, screen
+
+
+@pytest.fixture(scope="module")
+def folder(studies, tmp_path_factory):
+    """The tests' studies (6 DX, a PNG, two NIfTI, labels/) plus a frontal DX and a CT slice, not to be screened."""
+    root = tmp_path_factory.mktemp("screen") / "films"
+    shutil.copytree(studies, root, ignore=shutil.ignore_patterns(".spinemorph", "datastore_v2.json", ".lock"))
+    ds = pydicom.dcmread(sorted(root.glob("*.dcm"))[0])
+    frontal = copy.deepcopy(ds)
+    frontal.ViewPosition = "AP"
+    frontal.save_as(root / "frontal.dcm")
+    ct = copy.deepcopy(ds)
+    ct.Modality = "CT"
+    ct.save_as(root / "ct.dcm")
+    return root
+
+
+def test_find_films_takes_lateral_radiographs_only(folder):
+    films, skipped = find_films(folder)
+    assert len(films) == 9 and not [f for f in films if "labels" in f.path.parts]
+    assert "not lateral" in skipped["frontal.dcm"] and "not a radiograph" in skipped["ct.dcm"]
+    dicom = [f for f in films if f.path.suffix == ".dcm"]
+    assert all(f.patient_id and f.study_uid for f in dicom)
+
+
+def test_screen_writes_the_cohort_verdicts_and_reports_and_resumes(folder, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli(["screen", str(folder), "--out", str(out), "--model", str(tiny_model), "--device", "cpu",
+                "--dicom"]) == 0
+    said = capsys.readouterr().out
+    assert "Screened 9 films" in said and "films a minute" in said
+    records = [json.loads(p.read_text()) for p in sorted((out / "films").glob("*/result.json"))]
+    assert len(records) == 9
+    rows = list(csv.DictReader(open(out / "cohort.csv")))
+    assert len(rows) == sum(len(r["morphometry"]["vertebrae"]) for r in records) > 0
+    verdicts = {v["patient_id"]: v for v in csv.DictReader(open(out / "verdicts.csv"))}
+    assert set(verdicts) == {r["patient_id"] for r in records}
+    for patient, verdict in verdicts.items():
+        graded = [row for row in rows if row["patient_id"] == patient and row["genant_grade"] not in ("", "0")]
+        if graded:
+            assert verdict["fracture"] == "True" and graded[0]["level"] in verdict["vertebrae_graded_1_or_more"]
+        page = Image.open(next((out / "reports").glob(f"{patient.replace(' ', '_')}*.png")))
+        assert page.width == 1400 and page.height > 700
+    dicom = [r for r in records if r["source"].endswith(".dcm")]
+    assert dicom and all(r.get("dicom", {}).get("sr") for r in dicom)
+    sr = read_morphometry_sr(out / "films" / dicom[0]["film"] / "result.sr.dcm")
+    assert [v["level"] for v in sr["vertebrae"]] == [v["level"] for v in dicom[0]["morphometry"]["vertebrae"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["films_screened"] == 9 and summary["films_per_minute"] > 0 and len(summary["skipped"]) == 2
+
+    # An interrupted run: one film never finished. The next run screens that one alone.
+    stamps = {r["film"]: (out / "films" / r["film"] / "result.json").stat().st_mtime_ns for r in records}
+    (out / "films" / records[0]["film"] / "result.json").unlink()
+    again = screen(folder, out, tiny_model, "cpu", progress=False)
+    assert again.films == [records[0]["film"]] and len(again.resumed) == 8
+    for film, stamp in stamps.items():
+        if film != records[0]["film"]:
+            assert (out / "films" / film / "result.json").stat().st_mtime_ns == stamp  # never run again
+    assert len(list(csv.DictReader(open(out / "cohort.csv")))) == len(rows)
