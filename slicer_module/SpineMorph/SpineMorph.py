@@ -109,7 +109,8 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                              (self.ui.submitButton, self.onSubmit), (self.ui.trainButton, self.onTrain),
                              (self.ui.exportCsvButton, lambda: self.onExport("csv")),
                              (self.ui.exportPngButton, lambda: self.onExport("png")),
-                             (self.ui.exportReportButton, lambda: self.onExport("report"))):
+                             (self.ui.exportReportButton, lambda: self.onExport("report")),
+                             (self.ui.openReportButton, self.onOpenReport)):
             button.connect("clicked(bool)", slot)
         self.ui.labelsSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._editLabels)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -226,6 +227,13 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if progress.finished:
             self._timer.stop()
             self.ui.trainButton.text = "Train"
+
+    def onOpenReport(self) -> None:
+        """Show a SpineMorph DICOM SR of the input image: its table and its six points as height lines."""
+        path = qt.QFileDialog.getOpenFileName(None, "Open a SpineMorph SR", "", "DICOM (*.dcm);;All files (*)")
+        if path:
+            with slicer.util.tryWithErrorDisplay("Could not open the report.", waitCursor=True):
+                self.logic.loadReport(path, self._parameterNode.inputVolume)
 
     def onExport(self, kind: str) -> None:
         """Save the results table as CSV, the view as PNG (image, labels, lines) or the per-patient report."""
@@ -381,6 +389,18 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         confidence = {int(k): v for k, v in json.loads(labels.GetAttribute(nodes.ATTR["confidence"]) or "{}").items()}
         return self.measurement.show(measure(array, spacing, facing, facing_source=source, level_naming=naming,
                                              confidence=confidence or None), grid)
+
+    def loadReport(self, path: str | Path, volume):
+        """Show a SpineMorph DICOM SR (TID 1500 measurement report) of ``volume``: its table and its six points as
+        height lines, ready to review and drag; return the results table node."""
+        from spinemorph.io.dicom_results import morphometry_from_sr
+        from SpineMorphLib import nodes
+
+        if volume is None:
+            raise ValueError("Load the film the report measures first (Next sample, or File > Add Data).")
+        grid = nodes.grid_of(volume)
+        spacing, _, _ = nodes.measurement_geometry(volume, grid)
+        return self.measurement.show(morphometry_from_sr(path, spacing), grid)
 
     def flipFacing(self, volume) -> str:
         """Set ``volume``'s facing to the other side (the annotator's call, recorded as such); return it."""

@@ -323,6 +323,16 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
     scene = slicer.vtkMRMLScene()  # no slicer.mrmlScene here: the Logic takes its scene explicitly
+    if argv[0] == "--report":  # a film and its SpineMorph SR, opened for review: the table and the lines
+        logic = SpineMorph.SpineMorphLogic(scene=scene, workdir=Path(argv[3]).parent)
+        volume = logic.loadImage(Path(argv[1]))
+        table = logic.loadReport(Path(argv[2]), volume)
+        result = logic.measurement.result
+        Path(argv[3]).write_text(json.dumps({
+            "rows": cells(table), "lines": len(logic.measurement.lines), "units": result.unit,
+            "vertebrae": [{"level": r.level, "Ha": r.height("Ha", result.unit), "grade": r.genant_grade,
+                           "points": r.points} for r in result.vertebrae]}))
+        return 0
     if argv[0] == "--figure":
         logic = SpineMorph.SpineMorphLogic(scene=scene, workdir=Path(argv[3]).parent)
         print(json.dumps(measure_from_disk(logic, Path(argv[1]), Path(argv[2]), Path(argv[3]), height=600)[2]))

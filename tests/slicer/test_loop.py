@@ -94,3 +94,27 @@ def test_exports_and_a_labelmap_from_disk(loop):
     for name in ("overlay.png", "disk.png", "dragged.png", "spinemorph.csv", "report.txt"):
         assert (out / name).stat().st_size > 100
     assert summary["from_disk"]["rows"] >= 4 and summary["from_disk"]["facing"] in ("left", "right")
+
+
+def test_a_spinemorph_sr_opens_with_its_table_and_six_points(studies, tmp_path):
+    """A film and its DICOM SR (as a PACS holds them) open in the module ready to review: one row per vertebra,
+    three height lines per vertebra with points, the SR's heights, grades and points."""
+    pytest.importorskip("highdicom")
+    from spinemorph.io import read_labelmap, read_radiograph
+    from spinemorph.io.dicom_results import read_morphometry_sr, write_sr
+    from spinemorph.measure import measure
+
+    label = next(p for p in sorted((studies / "labels" / "final").glob("*.nii.gz"))
+                 if (studies / p.name.replace(".nii.gz", ".dcm")).exists())
+    film = studies / label.name.replace(".nii.gz", ".dcm")
+    image = read_radiograph(film)
+    write_sr(tmp_path / "report.sr.dcm", measure(read_labelmap(label)[0], image.spacing_mm, image.facing), film)
+    sr = read_morphometry_sr(tmp_path / "report.sr.dcm")
+    done = run_in_slicer_python(LOOP, "--report", film, tmp_path / "report.sr.dcm", tmp_path / "shown.json")
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    shown = json.loads((tmp_path / "shown.json").read_text())
+    assert shown["units"] == "mm" and [row[0] for row in shown["rows"]] == [v["level"] for v in sr["vertebrae"]]
+    assert shown["lines"] == 3 * sum(1 for v in sr["vertebrae"] if v["points"])
+    for got, want in zip(shown["vertebrae"], sr["vertebrae"], strict=True):
+        assert got["Ha"] == pytest.approx(want["Ha_mm"], abs=0.05) if want["Ha_mm"] is not None else got["Ha"] is None
+        assert got["grade"] == want["genant_grade"] and got["points"] == want["points"]

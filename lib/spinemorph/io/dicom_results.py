@@ -30,8 +30,8 @@ from spinemorph.io.radiograph import checked_spacing
 from spinemorph.levels import LEVELS, anatomical_index, is_level_code, level_color, level_name
 
 __all__ = [
-    "make_seg", "make_sr", "write_seg", "write_sr", "write_dicom_results", "read_morphometry_sr", "level_concept",
-    "SCHEME", "STATIONS",
+    "make_seg", "make_sr", "write_seg", "write_sr", "write_dicom_results", "read_morphometry_sr",
+    "morphometry_from_sr", "level_concept", "SCHEME", "STATIONS",
 ]
 
 log = logging.getLogger(__name__)
@@ -344,3 +344,13 @@ def read_morphometry_sr(path: str | Path | Dataset) -> dict:
     flags = [_code(c.ConceptCodeSequence)[1] for c in _children(evaluations, _FLAG)]
     groups = _children(imaging, _GROUP)
     return {"units": unit, "flags": flags, "vertebrae": [_read_group(g) for g in groups]}
+
+
+def morphometry_from_sr(path: str | Path | Dataset, spacing_mm: tuple[float, float] | None = None):
+    """Return a SpineMorph SR as a ``Morphometry`` (to show, edit and measure again); ``spacing_mm`` is the source
+    image's measurement spacing, used when the SR's heights are in mm."""
+    from spinemorph.measure.records import Morphometry
+
+    data = read_morphometry_sr(path)
+    data["spacing_mm"] = list(spacing_mm) if spacing_mm and data["units"] == "mm" else None
+    return Morphometry.from_dict({**data, "facing_source": "file"})

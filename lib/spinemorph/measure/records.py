@@ -90,6 +90,25 @@ class Morphometry:
             "vertebrae": [asdict(r) for r in self.vertebrae],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Morphometry:
+        """Return the Morphometry a ``to_dict`` (the morphometry JSON) holds; unknown keys are ignored."""
+        from dataclasses import fields
+
+        from spinemorph.levels import LEVELS, level_code
+
+        names = {f.name for f in fields(VertebraRecord)}
+        vertebrae = []
+        for v in data.get("vertebrae", []):
+            rec = {k: v[k] for k in names if k in v}
+            rec.setdefault("code", level_code(v["level"]) if str(v["level"]).upper() in LEVELS else None)
+            rec["points"], rec["flags"] = dict(rec.get("points") or {}), list(rec.get("flags") or [])
+            vertebrae.append(VertebraRecord(**rec))
+        spacing = data.get("spacing_mm")
+        return cls(vertebrae, data.get("facing"), data.get("facing_source", "file"),
+                   tuple(spacing) if spacing else None, list(data.get("flags", [])), data.get("facing_confidence"),
+                   data.get("level_naming"))
+
     def write_json(self, path: str | Path) -> None:
         """Write the records as JSON."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
