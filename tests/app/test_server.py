@@ -148,3 +148,23 @@ def test_training_publishes_a_model_that_the_next_infer_uses(server):
     assert after["weights"] == str(published) != before["weights"]
     assert after["weights_sha256"] == stats["sha256"] != before["weights_sha256"]
     assert after["model_version"] == stats["version"] and stats["version"].startswith("fixture-1+trained.")
+
+
+def test_infer_with_output_dicom_answers_the_labelmap_seg_and_sr_in_one_zip(server, studies, tmp_path):
+    import zipfile
+
+    from spinemorph.io.dicom_results import read_morphometry_sr
+
+    c = client(server)
+    image_id = sorted(unlabelled(c) - {"xray-sixteen-bit", "xray-nifti"})[0]
+    answer, result = c.infer("spinemorph_levels", image_id, {"output": "dicom"})
+    assert zipfile.is_zipfile(answer), answer
+    with zipfile.ZipFile(answer) as zf:
+        assert sorted(zf.namelist()) == sorted(result["dicom"]["zip"]) and "sr.dcm" in zf.namelist()
+        zf.extractall(tmp_path)
+    sr = read_morphometry_sr(tmp_path / "sr.dcm")
+    assert [v["level"] for v in sr["vertebrae"]] == [v["level"] for v in result["morphometry"]["vertebrae"]]
+    assert [v["Ha_mm"] for v in sr["vertebrae"]] == [v["Ha_mm"] for v in result["morphometry"]["vertebrae"]]
+    refused = requests.post(f"{server[0]}/infer/spinemorph_levels", params={"image": "xray-nifti"},
+                            files={"params": (None, '{"output": "dicom"}')}, timeout=60)
+    assert refused.status_code == 422 and "DICOM" in refused.json()["detail"]

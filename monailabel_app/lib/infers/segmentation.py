@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 from fastapi import HTTPException
@@ -34,7 +35,9 @@ class SegmentationInfer(InferTask):
                          f"{config.network} ({head} head): vertebral bodies of a lateral radiograph, with VCR and "
                          "Genant grade", config={"device": "cuda|cpu (default: cuda when present)",
                                  "stage2": "redraw every body in its full-resolution crop (default true)",
-                                 "detector": "add the fracture detector's opinion per vertebra (default true)"})
+                                 "detector": "add the fracture detector's opinion per vertebra (default true)",
+                                 "output": "dicom: answer with a zip of the labelmap, a DICOM SEG and a TID 1500 SR "
+                                           "(DICOM radiographs)"})
 
     def is_valid(self) -> bool:
         return self.cfg.weights() is not None
@@ -45,6 +48,13 @@ class SegmentationInfer(InferTask):
         # An uploaded file sits in the system temp folder under a name the user never saw.
         uploaded = os.path.dirname(os.path.abspath(request["image"])) == tempfile.gettempdir()
         image = checked_radiograph(request["image"], "the uploaded image" if uploaded else None)
+        as_dicom = str(request.get("output", "")).lower() == "dicom"
+        if as_dicom and image.meta.get("format") != "dicom":
+            raise HTTPException(422, "output=dicom writes a SEG and an SR that refer to a DICOM radiograph; this "
+                                     f"image is {image.meta.get('format', 'not DICOM')}: ask for the NIfTI labelmap.")
+        if as_dicom and as_bool(request.get("save_label", False)):
+            raise HTTPException(400, "output=dicom answers with a zip, which is not a label to save: save the label "
+                                     "with a second infer without output=dicom.")
         times["load_s"] = time.perf_counter() - start
         device = SegmentationConfig.device(request.get("device"))
         try:
@@ -63,6 +73,9 @@ class SegmentationInfer(InferTask):
         # its copy under the same name in the system temp folder, which must not be the same file.
         out = tempfile.NamedTemporaryFile(suffix=".nii.gz", dir=_RESULTS, delete=False).name
         write_labelmap(out, done.labels, image)
+        dicom = {}
+        if as_dicom:  # the labelmap, the SEG and the SR in one zip: MONAI Label answers with one file
+            out, dicom = _dicom_zip(out, done.labels, result, request["image"])
         times["write_s"] = time.perf_counter() - start
         times["total_s"] = sum(times.values())
         levels = {level_name(c): int(c) for c in np.unique(done.labels) if c}  # with S1, the anchor, when found
@@ -73,4 +86,21 @@ class SegmentationInfer(InferTask):
             "spacing_mm": image.spacing_mm, "spacing_source": image.spacing_source, "facing": result.facing,
             "shape": list(image.shape), "device": device, **self.cfg.identity(),
             **({"fracture_calls": done.fracture_calls} if done.fracture_calls is not None else {}),
+            **({"dicom": dicom} if dicom else {}),
         }
+
+
+def _dicom_zip(labels_file: str, labels, morphometry, source: str) -> tuple[str, dict]:
+    """Return a zip of the labelmap NIfTI, the DICOM SEG and the TID 1500 SR of ``source``, and their names."""
+    from spinemorph.io.dicom_results import write_dicom_results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        written = write_dicom_results(tmp, "result", labels, morphometry, source)
+        out = tempfile.NamedTemporaryFile(suffix=".zip", dir=_RESULTS, delete=False).name
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.write(labels_file, "labels.nii.gz")
+            for kind, path in written.items():
+                zf.write(path, f"{kind}.dcm")
+    os.unlink(labels_file)
+    return out, {"zip": ["labels.nii.gz", *(f"{k}.dcm" for k in written)],
+                 "note": "seg.dcm: DICOM SEG, one segment per level; sr.dcm: TID 1500 measurement report"}
