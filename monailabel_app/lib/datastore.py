@@ -24,6 +24,7 @@ from monailabel.interfaces.exception import ImageNotFoundException
 
 from spinemorph.io import (
     InvalidImageError,
+    Radiograph,
     UnreadableImageError,
     read_header,
     read_labelmap,
@@ -33,7 +34,7 @@ from spinemorph.io import (
 from spinemorph.levels import is_level_code, level_name
 from spinemorph.store import HIDDEN, LabelVersions, Staged, atomic_write_text, remove_stale_temporaries, to_trash
 
-__all__ = ["SpineMorphDatastore", "checked_radiograph", "MAX_SIDE", "MIN_SIDE"]
+__all__ = ["SpineMorphDatastore", "checked_radiograph", "checked_label", "MAX_SIDE", "MIN_SIDE"]
 
 log = logging.getLogger(__name__)
 MAX_SIDE = 12_000  # pixels; a radiograph is at most about 4300 px tall
@@ -92,6 +93,28 @@ def checked_radiograph(path: str, name: str | None = None):
         raise HTTPException(422, f"{shown} has {bad} pixels that are NaN or infinite; export it again with finite "
                                  "values.")
     return image
+
+
+def checked_label(label_filename: str, image: Radiograph, image_id: str) -> tuple[np.ndarray, list[int]]:
+    """Return a label's array (H, W) and the level codes it holds, or raise a 422 HTTPException that says what is
+    wrong: unreadable, not pixel for pixel the shape of ``image``, values that are not VerSe codes, or no level."""
+    shown = f"the label for {image_id!r}"
+    try:
+        labels, _ = read_labelmap(label_filename)
+    except (InvalidImageError, ValueError) as err:
+        raise HTTPException(422, f"The label cannot be read: {_shown(err, label_filename, shown)}") from None
+    if labels.shape != image.shape:
+        raise HTTPException(422, f"The label is {labels.shape[0]}×{labels.shape[1]} but image {image_id} is "
+                                 f"{image.shape[0]}×{image.shape[1]}: a label must cover its image pixel for pixel.")
+    values = [int(v) for v in np.unique(labels) if v]
+    bad = [v for v in values if not is_level_code(v)]
+    if bad:
+        raise HTTPException(422, f"Label values {bad} are not VerSe level codes (T1-T12 = 8-19, L1-L5 = 20-24, "
+                                 "S1 = 26; see docs/ARCHITECTURE.md).")
+    if not values:
+        raise HTTPException(422, f"The label for {image_id!r} marks no vertebra (all zeros): draw at least one "
+                                 "level before saving, or skip the image.")
+    return labels, values
 
 
 def _inside(path: str, root: str) -> bool:
@@ -170,23 +193,7 @@ class SpineMorphDatastore(LocalDatastore):
         if image_id not in self._datastore.objects:
             raise HTTPException(404, f"Cannot save a label for {image_id!r}: the datastore has no such image.")
         image = checked_radiograph(self.get_image_uri(image_id), image_id)
-        shown = f"the label for {image_id!r}"
-        try:
-            labels, _ = read_labelmap(label_filename)
-        except (InvalidImageError, ValueError) as err:
-            raise HTTPException(422, f"The label cannot be read: {_shown(err, label_filename, shown)}") from None
-        if labels.shape != image.shape:
-            raise HTTPException(422, f"The label is {labels.shape[0]}×{labels.shape[1]} but image {image_id} is "
-                                     f"{image.shape[0]}×{image.shape[1]}: a label must cover its image pixel for "
-                                     "pixel.")
-        values = [int(v) for v in np.unique(labels) if v]
-        bad = [v for v in values if not is_level_code(v)]
-        if bad:
-            raise HTTPException(422, f"Label values {bad} are not VerSe level codes (T1-T12 = 8-19, L1-L5 = 20-24, "
-                                     "S1 = 26; see docs/ARCHITECTURE.md).")
-        if not values:
-            raise HTTPException(422, f"The label for {image_id!r} marks no vertebra (all zeros): draw at least one "
-                                     "level before saving, or skip the image.")
+        labels, values = checked_label(label_filename, image, image_id)
         with tempfile.TemporaryDirectory() as tmp:
             clean = os.path.join(tmp, f"{image_id}.nii.gz")
             write_labelmap(clean, labels, image)  # the image's exact geometry, whatever the upload carried

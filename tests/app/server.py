@@ -62,18 +62,7 @@ def serving(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"The server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}{ready}", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"The server did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+        wait_until_answering(proc, f"{url}{ready}", log, "The server", timeout)
         yield Server(url, proc)
     finally:
         proc.terminate()
@@ -84,6 +73,23 @@ def serving(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120
             proc.wait()
         with suppress(ProcessLookupError):  # a train task the server left running
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_until_answering(proc: subprocess.Popen, url: str, log: Path, what: str, timeout: float) -> None:
+    """Return once ``url`` answers 2xx; raise RuntimeError with the end of ``log`` if ``proc`` exits or ``timeout``
+    passes first."""
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"{what} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
 
 
 @contextmanager

@@ -27,11 +27,11 @@ from pydicom.tag import Tag
 
 from spinemorph import __version__
 from spinemorph.io.radiograph import checked_spacing
-from spinemorph.levels import LEVELS, anatomical_index, is_level_code, level_color, level_name
+from spinemorph.levels import LEVELS, anatomical_index, is_level_code, level_code, level_color, level_name
 
 __all__ = [
     "make_seg", "make_sr", "write_seg", "write_sr", "write_dicom_results", "read_morphometry_sr",
-    "morphometry_from_sr", "level_concept", "SCHEME", "STATIONS",
+    "morphometry_from_sr", "seg_labelmap", "segment_level", "level_concept", "SCHEME", "STATIONS",
 ]
 
 log = logging.getLogger(__name__)
@@ -354,3 +354,45 @@ def morphometry_from_sr(path: str | Path | Dataset, spacing_mm: tuple[float, flo
     data = read_morphometry_sr(path)
     data["spacing_mm"] = list(spacing_mm) if spacing_mm and data["units"] == "mm" else None
     return Morphometry.from_dict({**data, "facing_source": "file"})
+
+
+# -- a SEG read back (the inverse of make_seg): a segment's level from its coded type, else from its label ("L1"),
+# so a SEG drawn in another viewer that names its segments by level reads too; other segments are left out
+_BY_CONCEPT = {(c.scheme_designator, c.value): code for name, code in LEVELS.items() for c in (level_concept(name),)}
+
+
+def segment_level(item: Dataset) -> int | None:
+    """Return the VerSe code a SEG's segment (an item of its SegmentSequence) stands for, or None."""
+    for concept in item.get("SegmentedPropertyTypeCodeSequence", []):
+        code = _BY_CONCEPT.get((str(concept.get("CodingSchemeDesignator", "")), str(concept.get("CodeValue", ""))))
+        if code is not None:
+            return code
+    try:
+        return level_code(str(item.get("SegmentLabel", "")))
+    except ValueError:
+        return None
+
+
+def seg_labelmap(seg: Dataset, source_sop_uid: str) -> np.ndarray:
+    """Return the labelmap (rows, columns) in VerSe codes that ``seg`` draws on the image instance ``source_sop_uid``.
+
+    Raises ValueError when the SEG names no level or does not refer to that instance.
+    """
+    import highdicom as hd
+
+    seg = hd.seg.Segmentation.from_dataset(seg, copy=False)
+    levels = {int(item.SegmentNumber): segment_level(item) for item in seg.SegmentSequence}
+    unnamed = sorted(n for n, code in levels.items() if code is None)
+    if unnamed:
+        log.warning("SEG %s: segments %s name no vertebral level; they are left out.", seg.SOPInstanceUID, unnamed)
+    numbers = sorted(n for n, code in levels.items() if code is not None)
+    if not numbers:
+        raise ValueError(f"SEG {seg.SOPInstanceUID} has no segment that names a vertebral level.")
+    try:
+        masks = seg.get_pixels_by_source_instance([source_sop_uid], segment_numbers=numbers)
+    except (KeyError, ValueError, IndexError) as err:
+        raise ValueError(f"SEG {seg.SOPInstanceUID} does not segment image instance {source_sop_uid}: {err}") from None
+    labels = np.zeros(masks.shape[1:3], np.uint8)
+    for index, number in enumerate(numbers):
+        labels[masks[0, ..., index] > 0.5] = levels[number]
+    return labels
