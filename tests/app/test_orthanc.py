@@ -206,3 +206,53 @@ def test_training_on_the_pacs_labels_publishes_the_model_the_next_infer_uses(ser
     after = c.infer("spinemorph_levels", some, {})[1]
     assert after["weights"] == str(published) != before["weights"]
     assert after["weights_sha256"] == stats["sha256"] != before["weights_sha256"]
+
+
+def test_screening_the_pacs_stores_a_seg_and_an_sr_per_film_that_read_back_as_the_json(pacs, tiny_model, tmp_path):
+    """`spinemorph screen URL --store URL`: every DX and CR film (not the CT) screened, and its SEG and SR stored
+    back to Orthanc by STOW-RS; read back from Orthanc, the SR's values are the JSON's, number for number."""
+    import json
+
+    import highdicom as hd
+    from dicomweb_client.api import DICOMwebClient
+
+    from spinemorph.io.dicom_results import read_morphometry_sr
+    from spinemorph.screen import screen
+
+    orthanc, films, ct = pacs
+    done = screen(orthanc.dicomweb, tmp_path / "out", tiny_model, "cpu", dicom=True, store=orthanc.dicomweb,
+                  progress=False)
+    assert len(done.films) == len(films) and not done.failed, (done.films, done.failed)
+    client = DICOMwebClient(orthanc.dicomweb)
+    for record in (json.loads(p.read_text()) for p in (tmp_path / "out" / "films").glob("*/result.json")):
+        source = pydicom.dcmread(record["source"])
+        assert str(source.SeriesInstanceUID) in films and record["stored_to"] == orthanc.dicomweb
+        found = {}
+        for modality in ("SR", "SEG"):
+            for series in client.search_for_series(search_filters={"Modality": modality}):
+                for ds in client.retrieve_series(series["0020000D"]["Value"][0], series["0020000E"]["Value"][0]):
+                    if source.SOPInstanceUID in _referenced(ds) and ds.get("Manufacturer") == "SpineMorph":
+                        found[modality] = ds
+        assert set(found) == {"SR", "SEG"}, (record["film"], set(found))
+        back = read_morphometry_sr(hd.sr.srread(_saved(found["SR"], tmp_path)))
+        assert [v["level"] for v in back["vertebrae"]] == [v["level"] for v in record["morphometry"]["vertebrae"]]
+        for ours, theirs in zip(record["morphometry"]["vertebrae"], back["vertebrae"], strict=True):
+            for field in ("Ha_mm", "Hm_mm", "Hp_mm", "vcr_percent", "wedge", "biconcave", "crush", "genant_grade",
+                          "deformity", "flags"):
+                assert theirs[field] == ours[field], (record["film"], ours["level"], field)
+    assert ct not in {json.loads(p.read_text())["source"] for p in (tmp_path / "out" / "films").glob("*/result.json")}
+
+
+def _saved(ds: Dataset, folder) -> str:
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, write_like_original=False)
+    return str(path)
+
+
+def _referenced(ds: Dataset) -> set[str]:
+    """Every ReferencedSOPInstanceUID anywhere in ``ds`` (SR evidence, SEG references), however nested."""
+    found = set()
+    for elem in ds.iterall():
+        if elem.keyword == "ReferencedSOPInstanceUID":
+            found.add(str(elem.value))
+    return found
