@@ -242,6 +242,15 @@ class SpineMorphDatastore(LocalDatastore):
             self._config_ts = os.stat(self._datastore_config_path).st_mtime
         return image_id
 
+    def store_results(self, image_id: str, datasets) -> str:
+        """Keep an image's DICOM results (SEG, SR) under .spinemorph/dicom/<id>/ of the studies; return that folder."""
+        folder = Path(self._datastore_path) / HIDDEN / "dicom" / image_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for ds in datasets:
+            name = {"SEG": "seg.dcm", "SR": "sr.dcm"}.get(str(ds.Modality), f"{ds.SOPInstanceUID}.dcm")
+            ds.save_as(str(folder / name))
+        return str(folder)
+
     # -- removing ----------------------------------------------------------------------------------------------
     def _refuse_delete(self, what: str) -> None:
         if not self.allow_delete:

@@ -120,7 +120,8 @@ class RadiographDICOMWebDatastore(DICOMWebDatastore):
                     metadata = self._client.retrieve_series_metadata(study, series)
                 except requests.RequestException as err:
                     raise _pacs_error(f"sending the metadata of SEG series {series}", err) from None
-                self._seg_refs[series] = [_seg_of(study, series, Dataset.from_json(m)) for m in metadata]
+                segs = (_seg_of(study, series, Dataset.from_json(m)) for m in metadata)
+                self._seg_refs[series] = [seg for seg in segs if seg is not None]
             for seg in self._seg_refs[series]:
                 if seg.image_series in listed and seg.written >= getattr(newest.get(seg.image_series), "written", ""):
                     newest[seg.image_series] = seg
@@ -261,6 +262,17 @@ class RadiographDICOMWebDatastore(DICOMWebDatastore):
         log.info("Stored the label of %s in the PACS as SEG %s", image_id, stored.sop)
         return {"SeriesInstanceUID": stored.series, "SOPInstanceUID": stored.sop, "StudyInstanceUID": stored.study}
 
+    def store_results(self, image_id: str, datasets) -> str:
+        """Store an image's DICOM results (SEG, SR) in the PACS by STOW-RS; return where."""
+        try:
+            answer = self._client.store_instances(list(datasets))
+        except requests.RequestException as err:
+            raise _pacs_error(f"storing the results of {image_id}", err) from None
+        if answer.get("FailedSOPSequence"):
+            raise HTTPException(502, f"The PACS refused the results of {image_id}.")
+        self._segs.clear()
+        return "PACS (STOW-RS)"
+
     def datalist(self, full_path=True) -> List[Dict[str, Any]]:
         """Return the (image, label) pairs of every series the PACS holds a readable SEG for, both cached as files."""
         pairs = []
@@ -284,8 +296,12 @@ class RadiographDICOMWebDatastore(DICOMWebDatastore):
                                  "and the PACS keeps every DICOM SEG.")
 
 
-def _seg_of(study: str, series: str, meta: Dataset) -> Seg:
-    """Return what a SEG instance's metadata says it labels (no image series when it refers to none)."""
+def _seg_of(study: str, series: str, meta: Dataset) -> Seg | None:
+    """Return what a SEG instance's metadata says it labels (no image series when it refers to none); None for
+    SpineMorph's own automatic answers (batch infer with dicom=true), which are results, not labels."""
+    automatic = all(str(s.get("SegmentAlgorithmType", "")) == "AUTOMATIC" for s in meta.get("SegmentSequence", []))
+    if automatic and str(meta.get("Manufacturer", "")) == "SpineMorph" and meta.get("SegmentSequence"):
+        return None
     refs = meta.get("ReferencedSeriesSequence") or [Dataset()]
     image_series = str(refs[0].get("SeriesInstanceUID", ""))
     return Seg(study, series, str(meta.SOPInstanceUID), image_series,

@@ -82,7 +82,8 @@ def pacs(tmp_path_factory):
     with running_orthanc() as orthanc:
         film_list = list(films.values())
         store(orthanc, [ds for ds, _ in film_list] + ct)
-        store(orthanc, [make_seg(film_list[i][1], film_list[i][0]) for i in (0, 3)])  # an earlier annotator's
+        store(orthanc, [make_seg(film_list[i][1], film_list[i][0], algorithm_type="MANUAL")  # an annotator's
+                        for i in (0, 3)])
         yield orthanc, films, str(ct[0].SeriesInstanceUID)
 
 
@@ -256,3 +257,34 @@ def _referenced(ds: Dataset) -> set[str]:
         if elem.keyword == "ReferencedSOPInstanceUID":
             found.add(str(elem.value))
     return found
+
+
+def test_batch_infer_with_dicom_stores_a_seg_and_an_sr_per_film_and_leaves_them_unlabelled(server, pacs):
+    """MONAI Label's batch infer with {"dicom": true}: each unlabelled film's answer goes to the PACS as a SEG and an
+    SR; a machine's answer is a result, not a label, so the films stay unlabelled."""
+    url = server[0]
+    c = MONAILabelClient(url)
+    todo = set(c.datastore()["objects"]) - {k for k, v in c.datastore()["objects"].items() if "final" in v["labels"]}
+    done = requests.post(f"{url}/batch/infer/spinemorph_levels", params={"run_sync": "true"},
+                         json={"images": "unlabeled", "dicom": True}, timeout=600)
+    assert done.ok, done.text
+    answers = done.json()
+    assert todo and set(answers) == todo
+    for image_id in todo:
+        assert answers[image_id]["dicom"]["stored"] is True, answers[image_id]["dicom"]
+        uids = set(answers[image_id]["dicom"]["sop_instance_uids"])
+        source = pacs[1][image_id][0]
+        stored = {str(ds.SOPInstanceUID) for modality in ("SEG", "SR")
+                  for ds in _spinemorph_results(pacs[0], modality) if source.SOPInstanceUID in _referenced(ds)}
+        assert uids <= stored
+    objects = c.datastore()["objects"]
+    assert all("final" not in objects[i]["labels"] for i in todo)
+
+
+def _spinemorph_results(orthanc, modality: str) -> list[Dataset]:
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(orthanc.dicomweb)
+    return [ds for series in client.search_for_series(search_filters={"Modality": modality})
+            for ds in client.retrieve_series(series["0020000D"]["Value"][0], series["0020000E"]["Value"][0])
+            if ds.get("Manufacturer") == "SpineMorph"]
