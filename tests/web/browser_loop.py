@@ -52,6 +52,15 @@ class Page:
             lambda d: re.search(pattern, self.text(element_id)) or d.find_elements(By.ID, "error"))
         return self.text(element_id) or self.text("error")
 
+    def click_for_message(self, element_id: str, pattern: str, timeout: float = 60) -> str:
+        """Click ``element_id`` and return the new message (or error) it brings, matching ``pattern``."""
+        before = self.text("message")
+        self.click(element_id)
+        WebDriverWait(self.d, timeout, 0.1).until(
+            lambda d: (self.text("message") != before and re.search(pattern, self.text("message")))
+            or d.find_elements(By.ID, "error"))
+        return self.text("message") or self.text("error")
+
     def click(self, element_id: str) -> None:
         self.d.find_element(By.ID, element_id).click()
 
@@ -147,6 +156,12 @@ def run(page: Page, server_url: str) -> dict:
     seen["error_after_measure"] = page.text("error")
     seen["headers"], seen["rows"], seen["row_colours"] = page.table()
     page.shot("measured")
+
+    # the one-click corrections, each undone again so that what is submitted is what was measured above
+    seen["shifted"] = page.click_for_message("levels-up", "^Levels now")
+    seen["shifted_back"] = page.click_for_message("levels-down", "^Levels now")
+    seen["flipped"] = page.click_for_message("flip-facing", "^Facing set to")
+    seen["flipped_back"] = page.click_for_message("flip-facing", "^Facing set to")
 
     page.click("submit")
     seen["submitted"] = page.wait_text("message", "saved")

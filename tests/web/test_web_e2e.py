@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from spinemorph.io import read_labelmap, read_radiograph
-from spinemorph.levels import level_code
+from spinemorph.levels import level_code, level_name
 from spinemorph.measure import measure
 from spinemorph.overlay import GRADE_COLORS
 from tests.app.server import free_port, running_server, wait_until_answering
@@ -114,3 +114,14 @@ def test_the_submitted_label_is_the_edited_one(loop, studies):
     code = level_code(paint["level"])
     assert int(np.count_nonzero(saved == code)) == paint["undone"]  # what the page counted after undo
     assert int(np.count_nonzero(inferred == code)) == paint["start"]
+
+
+def test_the_levels_shift_and_the_facing_flips_in_one_click(loop):
+    seen = loop[0]
+    names = seen["segmented"].split(": ", 1)[1].split(", ")
+    shifted = seen["shifted"].removeprefix("Levels now ").rstrip(".").split(", ")
+    back = seen["shifted_back"].removeprefix("Levels now ").rstrip(".").split(", ")
+    movable = [n for n in names if n != "S1"]  # S1, the anchor, stays
+    assert [n for n in shifted if n != "S1"] == [level_name(level_code(n) - 1) for n in movable]  # one up
+    assert back == names
+    assert {seen["flipped"], seen["flipped_back"]} == {"Facing set to left.", "Facing set to right."}

@@ -51,8 +51,8 @@ class SpineMorphWebApp:
             "tool": "none", "can_undo": False, "headers": [], "rows": [], "error": "", "message": "",
             "busy": False, "epochs": 2, "training": False, "train_percent": 0, "train_text": "", "exported": "",
         })
-        for name in ("connect", "next_sample", "open_image", "auto_segment", "undo", "measure", "submit", "train",
-                     "export"):
+        for name in ("connect", "next_sample", "open_image", "auto_segment", "undo", "measure", "flip_facing",
+                     "shift_levels", "submit", "train", "export"):
             setattr(self.ctrl, name, getattr(self, f"on_{name}"))
         self.state.change("level")(self._on_level)
         self.state.change("tool")(self._on_tool)
@@ -151,6 +151,20 @@ class SpineMorphWebApp:
         self.state.headers = headers
         self.state.rows = [{"cells": row, "color": "rgb({},{},{})".format(*c)} for row, c in
                            zip(rows, colours, strict=True)]
+
+    @_action("flip facing")
+    def on_flip_facing(self) -> None:
+        facing = self.session.flip_facing()
+        if self.session.segmentation is not None:
+            self.on_measure()  # an action of its own: it clears the message, so the message comes after
+        self.state.message = f"Facing set to {facing}."
+
+    @_action("shift levels")
+    def on_shift_levels(self, steps: int) -> None:
+        levels = self.session.shift_levels(int(steps))
+        self.state.update({"levels": levels, "level": levels[len(levels) // 2] if levels else None})
+        self.on_measure()
+        self.state.message = f"Levels now {', '.join(levels)}."
 
     @_action("submit")
     def on_submit(self) -> None:

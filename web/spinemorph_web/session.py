@@ -127,6 +127,19 @@ class WebSession:
         result = self.logic.measurement.result
         return table_headers(result.unit), table_rows(result), row_colors(result)
 
+    def flip_facing(self) -> str:
+        """Set the shown film's facing to the other side (the annotator's call); return it."""
+        if self.volume is None:
+            raise ValueError("Fetch an image first: press Next sample.")
+        return self.logic.flipFacing(self.volume)
+
+    def shift_levels(self, steps: int) -> list[str]:
+        """Rename every level ``steps`` down the spine (negative: up; S1 stays); return the new level names."""
+        if self.segmentation is None:
+            raise ValueError("Auto-segment first: there are no levels to shift.")
+        self.logic.shiftLevels(self.segmentation, steps)
+        return self.levels()
+
     def submit(self) -> str:
         """Send the edited segmentation as the image's final label; return the image id."""
         if self.segmentation is None:

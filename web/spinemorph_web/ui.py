@@ -67,6 +67,15 @@ def _edit_card(ctrl) -> None:
                 v3.VBtn("Measure", id="measure", click=ctrl.measure, block=True, color="secondary")
             with v3.VCol():
                 v3.VBtn("Submit label", id="submit", click=ctrl.submit, block=True, color="success")
+        with v3.VRow(dense=True, classes="mt-1"):  # the two one-click corrections of the Qt module
+            with v3.VCol():
+                v3.VBtn("Flip facing", id="flip-facing", click=ctrl.flip_facing, block=True, density="compact")
+            with v3.VCol():
+                v3.VBtn("Levels up", id="levels-up", click=(ctrl.shift_levels, "[-1]"), block=True,
+                        density="compact")
+            with v3.VCol():
+                v3.VBtn("Levels down", id="levels-down", click=(ctrl.shift_levels, "[1]"), block=True,
+                        density="compact")
 
 
 def _train_card(ctrl) -> None:
