@@ -6,7 +6,8 @@ Conf keys: ``models`` (comma list or "all"), ``model_dir`` (where training publi
 monailabel_app/model), ``sample_apps`` (the bundles' folder), ``<model>_weights`` (start a model from other
 weights), ``epistemic_passes`` (MC-dropout passes, default 8), ``modalities`` (DICOMweb, default CR,DX,RG,DR),
 ``allow_delete`` (default false: the API never deletes a radiograph, label or model; when true, deleted images and
-labels go to the studies' .spinemorph/trash), ``infer_concurrency`` (infers run at once, default 2).
+labels go to the studies' .spinemorph/trash), ``infer_concurrency`` (infers run at once, default 2),
+``morphometry_passes`` (MC-dropout passes of the morphometry uncertainty, default 4).
 
 In server mode every API route is guarded (lib/guard.py): ids stay ids, JSON is checked, unknown names get a 404.
 """
@@ -24,6 +25,9 @@ from monailabel.tasks.activelearning.epistemic import Epistemic
 from monailabel.tasks.activelearning.first import First
 
 import spinemorph
+from lib.activelearning.annotation import annotation_times, progress
+from lib.activelearning.diversity import DiverseUncertainty
+from lib.activelearning.morphometry import DEFAULT_PASSES, MorphometryScore, MorphometryUncertainty, scored_config
 from lib.activelearning.random import LeastRecentRandom
 from lib.activelearning.scoring import EpistemicScore, LevelDice
 from lib.auth import guard_login, use_asymmetric_algorithms
@@ -136,12 +140,26 @@ class SpineMorphApp(MONAILabelApp):
     def init_batch_infer(self):
         return BatchInfer()
 
+    def info(self):
+        """MONAI Label's info, plus ``annotation`` (seconds per final label, sent by the annotator's client) and
+        ``progress`` (labels done and left, the last training's best validation Dice)."""
+        meta = super().info()
+        meta["annotation"] = annotation_times(self.datastore().json().get("objects", {}))
+        meta["progress"] = progress(meta["datastore"], meta["train_stats"])
+        return meta
+
     def init_strategies(self):
-        return {"random": LeastRecentRandom(), "first": First(), "epistemic": Epistemic()}
+        # morphometry and diverse read what the morphometry scoring method stores (init_scoring_methods)
+        return {"random": LeastRecentRandom(), "first": First(), "epistemic": Epistemic(),
+                "morphometry": MorphometryUncertainty(),
+                "diverse": DiverseUncertainty(scored_config(self.configs, DEFAULT_MODEL))}
 
     def init_scoring_methods(self):
         methods = {"dice": LevelDice()}
-        scorer = self.configs.get(DEFAULT_MODEL) or next(iter(self.configs.values()), None)
-        if scorer is not None and scorer.weights() is not None:
+        scorer = scored_config(self.configs, DEFAULT_MODEL)
+        if scorer is not None:
             methods["epistemic"] = EpistemicScore(scorer, self.passes)
+            # conf morphometry_passes: MC-dropout passes of the morphometry uncertainty (default 4)
+            passes = int(self.conf.get("morphometry_passes", DEFAULT_PASSES))
+            methods["morphometry"] = MorphometryScore(scorer, passes)
         return methods

@@ -60,7 +60,8 @@ _UNSERVED = ("/infer/wsi", "/ohif")  # MONAI Label features this app does not of
 # image and label info the server writes and reads itself (a client's {"strategy": "x"} would break next-sample
 # for everyone, persistently); the datastore's own keys, MONAI Label's active learning, SpineMorph's scoring and saves
 _SERVER_INFO = {"ts", "name", "path", "checksum", "strategy", "epistemic_entropy", "epistemic_model_ts",
-                "epistemic_ts", "dice", "levels", "previous_version"}
+                "epistemic_ts", "dice", "levels", "previous_version", "morphometry_score", "morphometry_uncertainty",
+                "encoder_features"}
 _CHECK_SUM = re.compile(r"(?:(?:SHA256|SHA512|MD5):)?[0-9A-Fa-f]{1,128}\Z")
 
 

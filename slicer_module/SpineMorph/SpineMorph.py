@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ __all__ = ["SpineMorph", "SpineMorphParameterNode", "SpineMorphWidget", "SpineMo
 
 log = logging.getLogger(__name__)
 SETTINGS_URL = "SpineMorph/ServerUrl"
+STARTED_ATTRIBUTE = "SpineMorph.AnnotationStarted"  # a volume's Next sample time (epoch seconds), for Submit
 
 
 class SpineMorph(ScriptedLoadableModule):
@@ -163,7 +165,10 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                     (self.ui.strategySelector, info["strategies"])):
                 selector.clear()
                 selector.addItems(names)
-            self.ui.statusLabel.text = f"Connected to {info['name']}: {len(info['models'])} models."
+            from SpineMorphLib.client import progress_sentence
+
+            self.ui.statusLabel.text = (f"Connected to {info['name']}: {len(info['models'])} models. "
+                                        f"{progress_sentence(info.get('progress'))}").strip()
 
     def onNextSample(self) -> None:
         """Fetch and show the next image by the chosen strategy."""
@@ -204,7 +209,12 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not submit the label.", waitCursor=True):
             strategy = self.ui.strategySelector.currentText if self._parameterNode.autoNext else None
             following = self.logic.submitLabel(self._parameterNode.labels, self._parameterNode.inputVolume, strategy)
-            self.ui.statusLabel.text = f"Saved the label of {self.logic.lastSubmit.get('image', '')}."
+            from SpineMorphLib.client import progress_sentence
+
+            done, seconds = self.logic.lastSubmit, self.logic.lastSubmit.get("annotation_seconds")
+            took = f" after {seconds:.0f} s" if seconds is not None else ""
+            self.ui.statusLabel.text = (f"Saved the label of {done.get('image', '')}{took}. "
+                                        f"{progress_sentence(done.get('progress'))}").strip()
             if following is not None:
                 self._showVolume(following)
 
@@ -317,18 +327,25 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         info = client.info()
         self.client = client
         return {"name": info.get("name", url), "models": list(info.get("models", {})),
-                "strategies": list(info.get("strategies", {})), "trainers": list(info.get("trainers", {}))}
+                "strategies": list(info.get("strategies", {})), "trainers": list(info.get("trainers", {})),
+                "progress": info.get("progress")}
 
     def nextSample(self, strategy: str):
-        """Return a new volume node with the next image the server picks by ``strategy``."""
+        """Return a new volume node with the next image the server picks by ``strategy``; the annotation clock of
+        that image starts now (Submit sends the seconds)."""
+        started = time.time()
         sample = self._server().next_sample(strategy)
-        return self.loadSample(sample["id"], Path(sample["path"]).name if sample.get("path") else None)
+        return self.loadSample(sample["id"], Path(sample["path"]).name if sample.get("path") else None, started)
 
-    def loadSample(self, imageId: str, fileName: str | None = None):
-        """Return a new volume node with the server's image ``imageId`` (DICOM, NIfTI or PNG)."""
+    def loadSample(self, imageId: str, fileName: str | None = None, started: float | None = None):
+        """Return a new volume node with the server's image ``imageId`` (DICOM, NIfTI or PNG), its annotation
+        clock started at ``started`` (epoch seconds; now by default)."""
+        started = time.time() if started is None else started
         folder = self.workdir / "images"
         folder.mkdir(parents=True, exist_ok=True)
-        return self.loadImage(self._server().download_image(imageId, folder, fileName), imageId)
+        volume = self.loadImage(self._server().download_image(imageId, folder, fileName), imageId)
+        volume.SetAttribute(STARTED_ATTRIBUTE, repr(started))
+        return volume
 
     def loadImage(self, path: str | Path, imageId: str | None = None):
         """Return a new volume node with the radiograph in ``path``, in its own geometry and spacing."""
@@ -421,7 +438,9 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         return mapping
 
     def submitLabel(self, labels, volume, nextStrategy: str | None = None):
-        """Send ``labels`` as the image's final label (VerSe codes, the image's geometry); keep the server's answer.
+        """Send ``labels`` as the image's final label (VerSe codes, the image's geometry), with the seconds since
+        its Next sample (``annotation_seconds``); keep the server's answer, those seconds and the server's progress
+        (labels done and left, last training) in ``lastSubmit``.
 
         Returns the next sample's volume node when ``nextStrategy`` is given, else None.
         """
@@ -433,7 +452,11 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         path = self.workdir / f"{imageId}-final.nii.gz"
         write_nifti(path, array.astype(np.uint8), grid.affine, volume.GetAttribute(nodes.ATTR["facing"]) or None,
                     "spinemorph labels (VerSe codes)")
-        self.lastSubmit = self._server().save_label(imageId, path, "final")
+        started = volume.GetAttribute(STARTED_ATTRIBUTE)
+        seconds = max(time.time() - float(started), 0.0) if started else None  # None: not opened through the server
+        server = self._server()
+        answer = server.save_label(imageId, path, "final", seconds=seconds)
+        self.lastSubmit = {**answer, "annotation_seconds": seconds, "progress": server.info().get("progress")}
         return self.nextSample(nextStrategy) if nextStrategy else None
 
     def startTraining(self, model: str, maxEpochs: int = 10, batchSize: int = 4) -> dict:

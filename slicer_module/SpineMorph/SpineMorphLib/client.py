@@ -1,7 +1,8 @@
 """A small client for the SpineMorph MONAI Label server: standard library and ``requests`` only.
 
 It runs in Slicer's own Python, not in the server's environment, so it does not import monailabel. It covers the
-calls the module makes: info, next sample, image download, infer, save label, and train start, status and stop.
+calls the module makes: info, next sample, image download, infer, save label (with the annotator's seconds), and
+train start, status and stop; ``progress_sentence`` says in one line how far the labelling is.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from urllib.parse import quote
 
 import requests
 
-__all__ = ["SpineMorphClient", "ServerError", "parse_multipart"]
+__all__ = ["SpineMorphClient", "ServerError", "parse_multipart", "progress_sentence", "ANNOTATION_SECONDS"]
 
 log = logging.getLogger(__name__)
 
+ANNOTATION_SECONDS = "annotation_seconds"  # the saved label's info: the annotator's seconds on the image
 _FILENAME = re.compile(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', re.IGNORECASE)
 
 
@@ -45,6 +47,20 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dic
         else:
             fields[part.get_param("name", header="content-disposition")] = payload.decode("utf-8")
     return fields, files
+
+
+def progress_sentence(progress: dict | None) -> str:
+    """Return one line from /info's "progress": labels done and left and the last training's best validation Dice
+    ("" when the server reports none)."""
+    if not isinstance(progress, dict) or "labelled" not in progress:
+        return ""
+    text = f"{progress['labelled']} of {progress.get('total', '?')} images labelled, {progress.get('left', '?')} left"
+    last = progress.get("last_training")
+    if isinstance(last, dict) and isinstance(last.get("score"), (int, float)):
+        text += f"; last training ({last.get('model', '?')}): best validation Dice {last['score']:.2f}"
+    else:
+        text += "; no training yet"
+    return text + "."
 
 
 class SpineMorphClient:
@@ -119,8 +135,12 @@ class SpineMorphClient:
         path.write_bytes(data)
         return path, json.loads(fields.get("params") or "{}")
 
-    def save_label(self, image_id: str, label_file: str | Path, tag: str = "final", info: dict | None = None) -> dict:
-        """Store a label file for an image under ``tag``; return the server's answer."""
+    def save_label(self, image_id: str, label_file: str | Path, tag: str = "final", info: dict | None = None,
+                   seconds: float | None = None) -> dict:
+        """Store a label file for an image under ``tag``, with ``info`` (and the annotator's ``seconds`` on it, as
+        ``annotation_seconds``); return the server's answer."""
+        if seconds is not None:
+            info = {**(info or {}), ANNOTATION_SECONDS: round(float(seconds), 1)}
         with open(label_file, "rb") as fh:
             files = {"label": (Path(label_file).name, fh), "params": (None, json.dumps(info or {}))}
             return self._call("PUT", "/datastore/label", params={"image": image_id, "tag": tag}, files=files).json()

@@ -12,7 +12,7 @@ from spinemorph.measure import Morphometry
 from SpineMorphLib import nodes
 from SpineMorphLib.grid import PlaneGrid
 from SpineMorphLib.markups import HeightLine, height_lines, move_line, records_with_points
-from SpineMorphLib.records import row_colors, table_headers, table_rows
+from SpineMorphLib.records import review_order, row_colors, table_headers, table_rows
 
 __all__ = ["MeasurementNodes"]
 
@@ -24,7 +24,9 @@ class MeasurementNodes(VTKObservationMixin):
 
     Args:
         scene: the MRML scene to add the nodes to.
-        onChange: called with (headers, rows, colours) whenever the values change (the widget's table).
+        onChange: called with (headers, rows, colours) whenever the values change (the widget's table), the rows
+            in review order: the least sure vertebra first (``records.review_order``). The table node, the CSV and
+            the report keep the spine's order.
     """
 
     def __init__(self, scene, onChange=None) -> None:
@@ -62,7 +64,8 @@ class MeasurementNodes(VTKObservationMixin):
         for node in self.lines:
             nodes.set_line_color(node, by_level[node.GetAttribute(nodes.ATTR["level"])])
         if self.onChange is not None:
-            self.onChange(headers, rows, colours)
+            order = review_order(self.result)
+            self.onChange(headers, [rows[i] for i in order], [colours[i] for i in order])
 
     def _onLineModified(self, caller, event) -> None:
         """A control point moved: recompute that height, re-grade every vertebra and show the new values."""

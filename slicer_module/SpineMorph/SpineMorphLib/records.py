@@ -15,17 +15,19 @@ from spinemorph.overlay import GRADE_COLORS
 
 __all__ = [
     "STATIONS", "TABLE_FIELDS", "segment_code", "segment_style", "labels_from_export", "table_headers", "table_rows",
-    "row_colors", "set_station", "regrade",
+    "row_colors", "review_order", "set_station", "regrade",
 ]
 
 #: The three height stations: the six points are their superior and inferior ends.
 STATIONS: dict[str, str] = {"anterior": "Ha", "middle": "Hm", "posterior": "Hp"}
-#: Record fields of the results table, in order (heights in the result's unit).
+#: Record fields of the results table, in order (heights in the result's unit; confidence: the network's mean body
+#: probability over the segment, blank when the labels did not come from the network).
 TABLE_FIELDS: tuple[str, ...] = (
-    "level", "Ha", "Hm", "Hp", "wedge", "biconcave", "crush", "vcr_percent", "genant_grade", "deformity", "flags",
+    "level", "Ha", "Hm", "Hp", "wedge", "biconcave", "crush", "vcr_percent", "genant_grade", "deformity",
+    "confidence", "flags",
 )
 _HEADERS = {"level": "Level", "wedge": "Wedge", "biconcave": "Biconcave", "crush": "Crush", "vcr_percent": "VCR %",
-            "genant_grade": "Genant grade", "deformity": "Type", "flags": "Flags"}
+            "genant_grade": "Genant grade", "deformity": "Type", "confidence": "Confidence", "flags": "Flags"}
 # Flags grade_records adds; cleared before re-grading so that a second pass does not repeat them.
 _GRADING_FLAGS = ("no_upper_neighbour", "no_lower_neighbour", "one_neighbour", "vcr_unavailable")
 _GRADED = ("wedge", "biconcave", "crush", "vcr_percent", "avh_pvh_percent", "genant_grade", "deformity")
@@ -87,9 +89,16 @@ def table_rows(result: Morphometry) -> list[list[str]]:
     """Return one row of text cells (TABLE_FIELDS) per vertebra."""
     rows = []
     for rec in result.vertebrae:
-        row = rec.row(result.unit)
+        row = {**rec.row(result.unit), "confidence": rec.confidence}
         rows.append([_cell(f, row.get(f)) for f in TABLE_FIELDS])
     return rows
+
+
+def review_order(result: Morphometry) -> list[int]:
+    """Return the vertebrae's indices in the order to review them: the least sure first (lowest confidence), then
+    those without a confidence, each group in spine order."""
+    sure = [(rec.confidence is None, rec.confidence or 0.0, i) for i, rec in enumerate(result.vertebrae)]
+    return [i for *_, i in sorted(sure)]
 
 
 def row_colors(result: Morphometry) -> list[tuple[int, int, int]]:
