@@ -235,13 +235,24 @@ def test_screening_the_pacs_stores_a_seg_and_an_sr_per_film_that_read_back_as_th
                     if source.SOPInstanceUID in _referenced(ds) and ds.get("Manufacturer") == "SpineMorph":
                         found[modality] = ds
         assert set(found) == {"SR", "SEG"}, (record["film"], set(found))
-        back = read_morphometry_sr(hd.sr.srread(_saved(found["SR"], tmp_path)))
+        sr_file = _saved(found["SR"], tmp_path)
+        back = read_morphometry_sr(hd.sr.srread(sr_file))
         assert [v["level"] for v in back["vertebrae"]] == [v["level"] for v in record["morphometry"]["vertebrae"]]
         for ours, theirs in zip(record["morphometry"]["vertebrae"], back["vertebrae"], strict=True):
             for field in ("Ha_mm", "Hm_mm", "Hp_mm", "vcr_percent", "wedge", "biconcave", "crush", "genant_grade",
                           "deformity", "flags"):
                 assert theirs[field] == ours[field], (record["film"], ours["level"], field)
     assert ct not in {json.loads(p.read_text())["source"] for p in (tmp_path / "out" / "films").glob("*/result.json")}
+
+    # The last film's SR, as Orthanc sent it back, opens in the Slicer module with its table and its six points.
+    from tests.slicer.conftest import run_in_slicer_python
+    from tests.slicer.test_loop import LOOP
+
+    done = run_in_slicer_python(LOOP, "--report", record["source"], sr_file, tmp_path / "shown.json")
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    shown = json.loads((tmp_path / "shown.json").read_text())
+    assert [row[0] for row in shown["rows"]] == [v["level"] for v in back["vertebrae"]]
+    assert shown["lines"] == 3 * sum(1 for v in back["vertebrae"] if v["points"])
 
 
 def _saved(ds: Dataset, folder) -> str:
