@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,19 @@ def _shown(err: Exception, path: str, shown: str) -> str:
     return str(err).replace(os.path.basename(path), shown)
 
 
+@contextmanager
+def _as_http(path: str, shown: str):
+    """Turn a reader's errors into 404 (no file), 415 (not an image) or 422 (not a radiograph), naming ``shown``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise HTTPException(404, f"No image file for {shown}.") from None
+    except UnreadableImageError as err:
+        raise HTTPException(415, _shown(err, path, shown)) from None
+    except InvalidImageError as err:
+        raise HTTPException(422, _shown(err, path, shown)) from None
+
+
 def checked_radiograph(path: str, name: str | None = None):
     """Return the radiograph at ``path``, or raise a 4xx HTTPException that says what is wrong with it.
 
@@ -55,14 +69,8 @@ def checked_radiograph(path: str, name: str | None = None):
     temporary file name in messages.
     """
     shown = name or os.path.basename(path)
-    try:
+    with _as_http(path, shown):
         header = read_header(path)
-    except FileNotFoundError:
-        raise HTTPException(404, f"No image file for {shown}.") from None
-    except UnreadableImageError as err:
-        raise HTTPException(415, _shown(err, path, shown)) from None
-    except InvalidImageError as err:
-        raise HTTPException(422, _shown(err, path, shown)) from None
     h, w = header.rows, header.cols
     if max(h, w) > MAX_SIDE or h * w > MAX_PIXELS or header.bytes > 8 * MAX_PIXELS:
         raise HTTPException(413, f"{shown} declares {h}×{w} pixels"
@@ -80,14 +88,8 @@ def checked_radiograph(path: str, name: str | None = None):
     if header.bad_spacing:
         raise HTTPException(422, f"In {shown}, {header.bad_spacing}: correct it in the file, or remove it to have "
                                  "measurements in pixels.")
-    try:
+    with _as_http(path, shown):
         image = read_radiograph(path)
-    except FileNotFoundError:
-        raise HTTPException(404, f"No image file for {shown}.") from None
-    except UnreadableImageError as err:
-        raise HTTPException(415, _shown(err, path, shown)) from None
-    except InvalidImageError as err:
-        raise HTTPException(422, _shown(err, path, shown)) from None
     if np.issubdtype(image.pixels.dtype, np.floating) and not np.isfinite(image.pixels).all():
         bad = int((~np.isfinite(image.pixels)).sum())
         raise HTTPException(422, f"{shown} has {bad} pixels that are NaN or infinite; export it again with finite "

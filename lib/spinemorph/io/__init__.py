@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.io.dicom import read_dicom, write_dx
-from spinemorph.io.header import ImageHeader, read_header
+from spinemorph.io.header import ImageHeader, image_format, read_header
 from spinemorph.io.nifti import read_nifti, sagittal_affine, write_nifti
 from spinemorph.io.radiograph import (
     InvalidImageError,
@@ -38,19 +38,8 @@ def image_id(path: str | Path) -> str:
 
 def read_radiograph(path: str | Path) -> Radiograph:
     """Return the radiograph in ``path``, whatever its format; raise InvalidImageError if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such image: {path}")
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        return read_nifti(path)
-    if name.endswith(_RASTER):
-        return read_raster(path)
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    if name.endswith(".dcm") or head[128:132] == b"DICM":
-        return read_dicom(path)
-    raise UnreadableImageError(f"{path.name}: unknown image format (use DICOM, NIfTI, PNG, JPEG or TIFF).")
+    readers = {"nifti": read_nifti, "raster": read_raster, "dicom": read_dicom}
+    return readers[image_format(path)](Path(path))
 
 
 def write_labelmap(path: str | Path, labels: np.ndarray, image: Radiograph) -> None:

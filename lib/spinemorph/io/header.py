@@ -13,7 +13,7 @@ import numpy as np
 
 from spinemorph.io.radiograph import InvalidImageError, UnreadableImageError
 
-__all__ = ["ImageHeader", "read_header"]
+__all__ = ["ImageHeader", "read_header", "image_format"]
 
 _RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -36,24 +36,31 @@ class ImageHeader:
     bad_spacing: str | None = None
 
 
-def read_header(path: str | Path) -> ImageHeader:
-    """Return what ``path`` declares (size, planes, spacing), reading its header only.
-
-    Raises UnreadableImageError if the file is not an image SpineMorph reads, FileNotFoundError if it is absent.
-    """
+def image_format(path: str | Path) -> str:
+    """Return "nifti", "raster" or "dicom" for an existing file, by its name and, for DICOM, its preamble; raise
+    FileNotFoundError if it is absent and UnreadableImageError if it is none of them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such image: {path}")
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        return _nifti_header(path)
+        return "nifti"
     if name.endswith(_RASTER):
-        return _raster_header(path)
+        return "raster"
     with open(path, "rb") as fh:
         head = fh.read(132)
     if name.endswith(".dcm") or head[128:132] == b"DICM":
-        return _dicom_header(path)
+        return "dicom"
     raise UnreadableImageError(f"{path.name}: unknown image format (use DICOM, NIfTI, PNG, JPEG or TIFF).")
+
+
+def read_header(path: str | Path) -> ImageHeader:
+    """Return what ``path`` declares (size, planes, spacing), reading its header only.
+
+    Raises UnreadableImageError if the file is not an image SpineMorph reads, FileNotFoundError if it is absent.
+    """
+    readers = {"nifti": _nifti_header, "raster": _raster_header, "dicom": _dicom_header}
+    return readers[image_format(path)](Path(path))
 
 
 def _spacing_problem(values, source: str) -> str | None:
