@@ -88,3 +88,25 @@ def test_a_sacrum_that_is_not_right_below_the_spine_anchors_nothing():
     tiny = column([20, 21, 22, 23, 24, 0])
     tiny[-5:-3, 10:12] = 26  # a speck called S1
     assert name_levels(tiny)[1].anchor is None
+
+
+def test_fragments_of_one_body_called_two_levels_are_one_body_and_skip_nothing():
+    """The back of a body called one level, or its lower half: the touching fragments are one body. Left apart, their
+    tiny gap beside the normal ones read as missing bodies and pushed the lower bodies off the run; touching bodies
+    one above the other stay apart, also on a steeply tilted spine."""
+    truth = column([20, 21, 22, 23, 24], height=20, gap=6, width=30)
+    said = truth.copy()
+    fourth = truth == 23
+    said[fourth & (np.arange(truth.shape[1]) < 15)[None, :]] = 16  # L4's back half called T9
+    out = consistent_levels(said)
+    assert np.array_equal(out > 0, truth > 0)
+    assert np.unique(out).tolist() == [0, 20, 21, 22, 23, 24]
+    stacked = column([20, 21, 22, 23, 24], height=20, gap=2, width=30)  # bodies one above the other stay apart
+    assert np.unique(consistent_levels(stacked)).tolist() == [0, 20, 21, 22, 23, 24]
+    lower = truth.copy()
+    lower[fourth & (np.arange(truth.shape[0]) >= np.nonzero(fourth)[0].mean())[:, None]] = 24  # L4's lower half: L5
+    assert np.array_equal(consistent_levels(lower), truth)  # no longer along the spine than one body: one body
+    tilted = np.zeros((70, 130), np.uint8)  # a steeply tilted spine: touching bodies share most of their rows
+    for i, code in enumerate([20, 21, 22, 23, 24]):
+        tilted[5 + 10 * i:25 + 10 * i, 5 + 20 * i:25 + 20 * i] = code
+    assert np.array_equal(consistent_levels(tilted), tilted)
