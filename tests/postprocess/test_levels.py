@@ -110,3 +110,23 @@ def test_fragments_of_one_body_called_two_levels_are_one_body_and_skip_nothing()
     for i, code in enumerate([20, 21, 22, 23, 24]):
         tilted[5 + 10 * i:25 + 10 * i, 5 + 20 * i:25 + 20 * i] = code
     assert np.array_equal(consistent_levels(tilted), tilted)
+
+
+def test_touch_looks_only_where_boxes_meet_and_agrees_with_a_dilation():
+    from scipy import ndimage
+
+    from spinemorph.postprocess import levels
+
+    rng = np.random.default_rng(0)
+
+    def piece():
+        (r0, c0), (h, w) = rng.integers(0, 30, 2), rng.integers(1, 12, 2)
+        mask = rng.random((h, w)) < 0.6
+        mask[rng.integers(h), rng.integers(w)] = True
+        return 0.0, float(mask.sum()), 1, (slice(r0, r0 + h), slice(c0, c0 + w)), mask
+
+    for _ in range(2000):
+        a, b = piece(), piece()
+        box = levels._box_union((a, b))
+        dilated = ndimage.binary_dilation(levels._window(a, box), np.ones((3, 3), bool)) & levels._window(b, box)
+        assert levels._touch(a, b) == bool(dilated.any())

@@ -135,24 +135,32 @@ def _box_union(pieces) -> tuple[slice, slice]:
     return tuple(slice(min(p[3][k].start for p in pieces), max(p[3][k].stop for p in pieces)) for k in (0, 1))
 
 
-def _in_box(p: tuple, box: tuple[slice, slice]) -> np.ndarray:
-    """Return piece ``p``'s mask on the grid of ``box`` (which holds it)."""
-    out = np.zeros((box[0].stop - box[0].start, box[1].stop - box[1].start), bool)
-    out[p[3][0].start - box[0].start:p[3][0].stop - box[0].start,
-        p[3][1].start - box[1].start:p[3][1].stop - box[1].start] = p[4]
+def _window(p: tuple, win: tuple[slice, slice]) -> np.ndarray:
+    """Return piece ``p``'s mask on the window ``win``, zeros where the window leaves the piece's box."""
+    out = np.zeros((win[0].stop - win[0].start, win[1].stop - win[1].start), bool)
+    cut = [(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(win, p[3], strict=True)]
+    if all(lo < hi for lo, hi in cut):
+        (r0, r1), (c0, c1) = cut
+        out[r0 - win[0].start:r1 - win[0].start, c0 - win[1].start:c1 - win[1].start] = \
+            p[4][r0 - p[3][0].start:r1 - p[3][0].start, c0 - p[3][1].start:c1 - p[3][1].start]
     return out
 
 
 def _touch(a: tuple, b: tuple) -> bool:
-    """Return whether two pieces touch (8-connected)."""
-    box = _box_union((a, b))
-    return bool((ndimage.binary_dilation(_in_box(a, box), _EIGHT) & _in_box(b, box)).any())
+    """Return whether two pieces touch (8-connected), looking only where their boxes meet."""
+    meet = tuple(slice(max(x.start - 1, y.start), min(x.stop + 1, y.stop)) for x, y in zip(a[3], b[3], strict=True))
+    if any(m.start >= m.stop for m in meet):
+        return False
+    mine = _window(a, tuple(slice(m.start - 1, m.stop + 1) for m in meet))
+    h, w = mine.shape[0] - 2, mine.shape[1] - 2
+    near = np.logical_or.reduce([mine[i:i + h, j:j + w] for i in range(3) for j in range(3)])  # a, grown by one
+    return bool((near & _window(b, meet)).any())
 
 
 def _union(group: list) -> tuple:
     """Return one piece made of touching fragments: the largest one's level, their area and weighted centroid."""
     box = _box_union(group)
-    mask = np.logical_or.reduce([_in_box(p, box) for p in group])
+    mask = np.logical_or.reduce([_window(p, box) for p in group])
     area = sum(p[1] for p in group)
     return (sum(p[0] * p[1] for p in group) / area, area, max(group, key=lambda p: p[1])[2], box, mask)
 
