@@ -1,7 +1,8 @@
 """Label efficiency of the app's active-learning strategies: the annotation loop, simulated through a real server.
 
 Usage: .venv/bin/python bench/active_learning.py [--quick] [--strategies random first epistemic morphometry diverse]
-       [--seeds 3] [--pool 120] [--test 48] [--size 128] [--fov lumbar thoracolumbar] [--fracture-rate 0.15]
+       [--seeds 3] [--first-seed 0] [--merge] [--pool 120] [--test 48] [--size 128] [--fov lumbar thoracolumbar]
+       [--fracture-rate 0.15]
        [--k 8] [--m 16] [--rounds 0] [--epochs 3] [--batch 8] [--lr 1e-3] [--passes 4] [--init fixture]
        [--drr 0] [--weights tests/fixtures/tiny_levels.pt] [--threads 2] [--out bench/out]
 
@@ -24,6 +25,9 @@ Evaluation runs here, on the published model (``spinemorph.inference.segment``, 
 ``spinemorph.evaluation``): body Dice, level accuracy (true bodies whose predicted label is their level), VCR MAE
 (points, over the vertebrae found) and grade-1 sensitivity (true grade >= 1 graded >= 1; missed ones count). The
 loop ends when the pool is used up, or after --rounds rounds.
+
+Seeds can be run apart and put together: --first-seed 2 --seeds 1 --merge adds seed 2 to the runs already in
+--out's active_learning.json (made with the same pool and loop options) and reports them all.
 
 The full pool's performance: the mean last point of the runs that labelled the whole pool (of all runs, if --rounds
 cut them short). The table gives, per strategy, the labels its mean curve over seeds needs to reach 95 % of it
@@ -342,6 +346,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="24-image pool, 1 seed, random and diverse, 2 rounds")
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--merge", action="store_true", help="add this run's runs to those in --out's "
+                        "active_learning.json (same pool and test options; a strategy and seed run again replaces its "
+                        "old run), and report them all")
     parser.add_argument("--pool", type=int, default=120, help="simulated images in the pool")
     parser.add_argument("--test", type=int, default=48, help="simulated images in the test set")
     parser.add_argument("--size", type=int, default=128, help="image height in pixels")
@@ -374,6 +382,21 @@ def parse() -> argparse.Namespace:
     return args
 
 
+#: The options that make the pool, the test set and the loop: runs merged from two invocations must share them.
+SAME_SETS = ("pool", "test", "size", "fov", "fracture_rate", "k", "m", "epochs", "batch", "lr", "passes", "init",
+             "drr", "weights")
+
+
+def merged(saved: dict, runs: list[dict], args: argparse.Namespace) -> list[dict]:
+    """Return the saved runs with ``runs`` added (a strategy and seed run again replaces the saved one)."""
+    differ = [k for k in SAME_SETS if saved["args"].get(k) != vars(args).get(k)]
+    if differ:
+        raise SystemExit(f"--merge: the saved runs used other {', '.join(differ)}; run without --merge, or with the "
+                         f"same options.")
+    new = {(r["strategy"], r["seed"]) for r in runs}
+    return [r for r in saved["runs"] if (r["strategy"], r["seed"]) not in new] + runs
+
+
 def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
@@ -386,13 +409,17 @@ def main() -> None:
         pool, ids, cases = make_sets(root, args)
         print(f"{len(ids)} pool images, {len(cases)} test images ({time.time() - began:.0f} s to simulate)",
               flush=True)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for strategy in args.strategies:
                 runs.append(run_loop(strategy, seed, pool, ids, cases, root / "runs", args))
                 print(f"{strategy} seed {seed}: {runs[-1]['seconds']:.0f} s", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "active_learning.json").write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
+    saved = out / "active_learning.json"
+    if args.merge and saved.is_file():
+        runs = merged(json.loads(saved.read_text()), runs, args)
+        args.seeds = len({r["seed"] for r in runs})
+    saved.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     report(runs, args, (time.time() - began) / 60, out / "active_learning.png")
 
 

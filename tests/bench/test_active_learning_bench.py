@@ -49,3 +49,12 @@ def test_a_fracture_counts_as_found_only_when_graded():
                             VertebraRecord("L3", 22, genant_grade=1)], "left", "argument", (0.2, 0.2))
     # L1 graded (a hit), L2 measured but not graded and L4 missed (misses), L3 not fractured (not counted)
     assert al.fracture_hits(measured, truth) == [True, False, False]
+
+
+def test_merge_adds_a_later_seed_replaces_a_rerun_and_refuses_other_sets():
+    args = al.argparse.Namespace(**{k: 1 for k in al.SAME_SETS})
+    saved = {"args": vars(args), "runs": [_run("random", 0, [0.2]), _run("random", 1, [0.3])]}
+    runs = al.merged(saved, [_run("random", 1, [0.9]), _run("random", 2, [0.4])], args)
+    assert [(r["seed"], r["points"][0]["body_dice"]) for r in runs] == [(0, 0.2), (1, 0.9), (2, 0.4)]
+    with pytest.raises(SystemExit, match="pool"):
+        al.merged(saved, [], al.argparse.Namespace(**{**vars(args), "pool": 2}))
