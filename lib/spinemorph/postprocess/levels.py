@@ -2,8 +2,9 @@
 
 A per-level prediction may split a level, give two bodies one level, or name them out of order. Here every
 level keeps its largest component (pieces of a level that overlap it vertically are fragments of the same
-body and go; pieces clear of it may be another body the network misnamed), and fragments of different levels
-side by side on the same rows are joined into one body. Then the bodies, top to bottom,
+body and go; pieces clear of it may be another body the network misnamed), and touching fragments of different
+levels that make one body (no longer along the spine than one body, or side by side across it) are joined.
+Then the bodies, top to bottom,
 are renamed as one run of consecutive levels: the run that agrees best (by area) with what the network
 said, allowing for a missing body where the gap between two centroids is much wider than the gaps beside it.
 """
