@@ -24,7 +24,8 @@ def _screen(args: argparse.Namespace) -> None:
     done = screen(args.source, args.out, args.model, device, detector=not args.no_detector,
                   dicom=args.dicom or bool(args.store), store=args.store)
     out = Path(args.out)
-    verdicts = list(csv.DictReader(open(out / "verdicts.csv")))
+    with open(out / "verdicts.csv", newline="") as f:
+        verdicts = list(csv.DictReader(f))
     rate = len(done.films) / done.seconds * 60 if done.films else 0.0
     print(f"Screened {len(done.films)} films in {done.seconds:.1f} s ({rate:.1f} films a minute on {device}); "
           f"{len(done.resumed)} finished by an earlier run, {len(done.skipped)} files skipped, "
