@@ -7,11 +7,9 @@ Qt: it runs in the application and on PyPI's ``slicer-core`` (MRML without Qt), 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,9 @@ from slicer import vtkMRMLNode, vtkMRMLScalarVolumeNode
 from slicer.util import VTKObservationMixin
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # SpineMorphLib, also when run as a script
+from SpineMorphLib.annotation import AnnotationLoop  # noqa: E402  (standard library and numpy)
 from SpineMorphLib.dependencies import ensure_dependencies, use_repository_lib  # noqa: E402  (standard library)
+from SpineMorphLib.files import ResultFiles  # noqa: E402  (standard library)
 
 use_repository_lib()  # in a SpineMorph checkout, spinemorph comes from its lib/ folder
 
@@ -45,9 +45,7 @@ except ImportError:  # slicer-core: MRML without Qt; the Logic and the Test stil
 
 __all__ = ["SpineMorph", "SpineMorphParameterNode", "SpineMorphWidget", "SpineMorphLogic", "SpineMorphTest"]
 
-log = logging.getLogger(__name__)
 SETTINGS_URL = "SpineMorph/ServerUrl"
-STARTED_ATTRIBUTE = "SpineMorph.AnnotationStarted"  # a volume's Next sample time (epoch seconds), for Submit
 
 
 class SpineMorph(ScriptedLoadableModule):
@@ -165,10 +163,7 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                     (self.ui.strategySelector, info["strategies"])):
                 selector.clear()
                 selector.addItems(names)
-            from SpineMorphLib.client import progress_sentence
-
-            self.ui.statusLabel.text = (f"Connected to {info['name']}: {len(info['models'])} models. "
-                                        f"{progress_sentence(info.get('progress'))}").strip()
+            self._say(f"Connected to {info['name']}: {len(info['models'])} models.", info.get("progress"))
 
     def onNextSample(self) -> None:
         """Fetch and show the next image by the chosen strategy."""
@@ -209,12 +204,9 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not submit the label.", waitCursor=True):
             strategy = self.ui.strategySelector.currentText if self._parameterNode.autoNext else None
             following = self.logic.submitLabel(self._parameterNode.labels, self._parameterNode.inputVolume, strategy)
-            from SpineMorphLib.client import progress_sentence
-
             done, seconds = self.logic.lastSubmit, self.logic.lastSubmit.get("annotation_seconds")
             took = f" after {seconds:.0f} s" if seconds is not None else ""
-            self.ui.statusLabel.text = (f"Saved the label of {done.get('image', '')}{took}. "
-                                        f"{progress_sentence(done.get('progress'))}").strip()
+            self._say(f"Saved the label of {done.get('image', '')}{took}.", done.get("progress"))
             if following is not None:
                 self._showVolume(following)
 
@@ -258,6 +250,11 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 else:
                     self.logic.exportReport(path, p.inputVolume)
 
+    def _say(self, text: str, progress: dict | None = None) -> None:
+        from SpineMorphLib.client import progress_sentence
+
+        self.ui.statusLabel.text = f"{text} {progress_sentence(progress)}".strip()
+
     def _showVolume(self, volume) -> None:
         self._parameterNode.inputVolume = volume
         layout = slicer.app.layoutManager()
@@ -283,11 +280,10 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 table.setItem(i, j, item)
 
 
-class SpineMorphLogic(ScriptedLoadableModuleLogic):
-    """Everything the module does, on MRML nodes and without Qt: server calls, measuring, live updates, exports.
-
-    SpineMorphLib's helpers import ``spinemorph`` and its dependencies, which ``__init__`` installs on first use,
-    so methods import them where they need them.
+class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
+    """Everything the module does, on MRML nodes and without Qt: measuring and corrections here, the annotation loop
+    with the server from ``SpineMorphLib.annotation``, reports read and results written from ``SpineMorphLib.files``.
+    ``__init__`` installs ``spinemorph`` and its dependencies on first use: methods import them where they need them.
 
     Args:
         scene: the MRML scene; ``slicer.mrmlScene`` by default (``slicer-core`` has none: pass one).
@@ -311,82 +307,6 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         """Return the module's parameter node in the scene, typed."""
         return SpineMorphParameterNode(super().getParameterNode())
 
-    def _server(self):
-        if self.client is None:
-            raise RuntimeError("Connect to a SpineMorph server first.")
-        return self.client
-
-    def connect(self, url: str, username: str = "", password: str = "") -> dict:
-        """Return the server's name, models and strategies, and keep the connection; with a user name, log in
-        first (the server's /auth/token) and send the token with every call."""
-        from SpineMorphLib.client import SpineMorphClient
-
-        client = SpineMorphClient(url)
-        if username:
-            client.login(username, password)
-        info = client.info()
-        self.client = client
-        return {"name": info.get("name", url), "models": list(info.get("models", {})),
-                "strategies": list(info.get("strategies", {})), "trainers": list(info.get("trainers", {})),
-                "progress": info.get("progress")}
-
-    def nextSample(self, strategy: str):
-        """Return a new volume node with the next image the server picks by ``strategy``; the annotation clock of
-        that image starts now (Submit sends the seconds)."""
-        started = time.time()
-        sample = self._server().next_sample(strategy)
-        return self.loadSample(sample["id"], Path(sample["path"]).name if sample.get("path") else None, started)
-
-    def loadSample(self, imageId: str, fileName: str | None = None, started: float | None = None):
-        """Return a new volume node with the server's image ``imageId`` (DICOM, NIfTI or PNG), its annotation
-        clock started at ``started`` (epoch seconds; now by default)."""
-        started = time.time() if started is None else started
-        folder = self.workdir / "images"
-        folder.mkdir(parents=True, exist_ok=True)
-        volume = self.loadImage(self._server().download_image(imageId, folder, fileName), imageId)
-        volume.SetAttribute(STARTED_ATTRIBUTE, repr(started))
-        return volume
-
-    def loadImage(self, path: str | Path, imageId: str | None = None):
-        """Return a new volume node with the radiograph in ``path``, in its own geometry and spacing."""
-        from spinemorph.io import image_id, read_radiograph
-        from SpineMorphLib import nodes
-
-        imageId = imageId or image_id(path)
-        return nodes.add_image_volume(self.scene, read_radiograph(path), imageId, imageId)
-
-    def _imageId(self, volume, what: str) -> str:
-        from SpineMorphLib.nodes import ATTR
-
-        imageId = volume.GetAttribute(ATTR["image_id"]) if volume is not None else None
-        if not imageId:
-            raise ValueError(f"This image did not come from the server: {what}.")
-        return imageId
-
-    def autoSegment(self, volume, model: str, segmentation=None):
-        """Return a segmentation node (one segment per level) from the server's ``model`` run on ``volume``."""
-        from spinemorph.io import read_labelmap
-        from SpineMorphLib import nodes
-        from SpineMorphLib.report import answered_by
-
-        imageId = self._imageId(volume, "fetch one with Next sample")
-        labelFile, self.lastInfer = self._server().infer(model, imageId, self.workdir)
-        labels, geometry = read_labelmap(labelFile)
-        grid = nodes.grid_of(volume)
-        if labels.shape != grid.shape:
-            raise ValueError(f"The server's label is {labels.shape}, the image {grid.shape}.")
-        if not np.allclose(geometry.affine, grid.affine, atol=1e-3):
-            log.warning("The label's geometry differs from the image's; it is shown on the image's grid.")
-        segmentation = nodes.show_labels(self.scene, labels, volume, segmentation, f"{volume.GetName()} labels")
-        segmentation.SetAttribute("SpineMorph.Model", model)
-        segmentation.SetAttribute("SpineMorph.AnsweredBy", answered_by(self.lastInfer))
-        morphometry = self.lastInfer.get("morphometry", {})
-        naming = morphometry.get("level_naming")
-        segmentation.SetAttribute(nodes.ATTR["naming"], json.dumps(naming) if naming else "")
-        confidence = {v["code"]: v["confidence"] for v in morphometry.get("vertebrae", []) if v.get("confidence")}
-        segmentation.SetAttribute(nodes.ATTR["confidence"], json.dumps(confidence))
-        return segmentation
-
     def measure(self, labels, reference=None):
         """Return the results table node after measuring a segmentation or labelmap node; draw the height lines.
 
@@ -407,18 +327,6 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         return self.measurement.show(measure(array, spacing, facing, facing_source=source, level_naming=naming,
                                              confidence=confidence or None), grid)
 
-    def loadReport(self, path: str | Path, volume):
-        """Show a SpineMorph DICOM SR (TID 1500 measurement report) of ``volume``: its table and its six points as
-        height lines, ready to review and drag; return the results table node."""
-        from spinemorph.io.dicom_results import morphometry_from_sr
-        from SpineMorphLib import nodes
-
-        if volume is None:
-            raise ValueError("Load the film the report measures first (Next sample, or File > Add Data).")
-        grid = nodes.grid_of(volume)
-        spacing, _, _ = nodes.measurement_geometry(volume, grid)
-        return self.measurement.show(morphometry_from_sr(path, spacing), grid)
-
     def flipFacing(self, volume) -> str:
         """Set ``volume``'s facing to the other side (the annotator's call, recorded as such); return it."""
         from SpineMorphLib import nodes
@@ -436,72 +344,6 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic):
         mapping = nodes.shift_levels(self.scene, labels, steps)
         labels.SetAttribute(nodes.ATTR["naming"], json.dumps({"anchor": "annotator", "level_uncertain": False}))
         return mapping
-
-    def submitLabel(self, labels, volume, nextStrategy: str | None = None):
-        """Send ``labels`` as the image's final label (VerSe codes, the image's geometry), with the seconds since
-        its Next sample (``annotation_seconds``); keep the server's answer, those seconds and the server's progress
-        (labels done and left, last training) in ``lastSubmit``.
-
-        Returns the next sample's volume node when ``nextStrategy`` is given, else None.
-        """
-        from spinemorph.io import write_nifti
-        from SpineMorphLib import nodes
-
-        imageId = self._imageId(volume, "there is nowhere to submit its label")
-        array, grid = nodes.labels_of(self.scene, labels, volume, require_levels=True)
-        path = self.workdir / f"{imageId}-final.nii.gz"
-        write_nifti(path, array.astype(np.uint8), grid.affine, volume.GetAttribute(nodes.ATTR["facing"]) or None,
-                    "spinemorph labels (VerSe codes)")
-        started = volume.GetAttribute(STARTED_ATTRIBUTE)
-        seconds = max(time.time() - float(started), 0.0) if started else None  # None: not opened through the server
-        server = self._server()
-        answer = server.save_label(imageId, path, "final", seconds=seconds)
-        self.lastSubmit = {**answer, "annotation_seconds": seconds, "progress": server.info().get("progress")}
-        return self.nextSample(nextStrategy) if nextStrategy else None
-
-    def startTraining(self, model: str, maxEpochs: int = 10, batchSize: int = 4) -> dict:
-        """Start training ``model`` on the server; return its answer. Follow it with pollTraining."""
-        return self.training.start(self._server(), model, maxEpochs, batchSize)
-
-    def pollTraining(self):
-        """Return the latest known TrainProgress at once; a worker thread asks the server for the next one."""
-        return self.training.poll()
-
-    def stopTraining(self) -> dict:
-        """Ask the server to stop training; return its answer."""
-        return self.training.stop()
-
-    def _measured(self):
-        if self.measurement.result is None:
-            raise ValueError("Measure first: there are no results to export.")
-        return self.measurement.result
-
-    def exportCsv(self, path: str | Path) -> Path:
-        """Write the results table as CSV; return its path."""
-        from SpineMorphLib.report import write_table_csv
-
-        return write_table_csv(path, self._measured())
-
-    def exportReport(self, path: str | Path, volume=None) -> Path:
-        """Write a short per-patient text report; return its path."""
-        from SpineMorphLib.nodes import ATTR
-        from SpineMorphLib.report import answered_by, patient_report
-
-        keys = ("patient_id", "study_uid", "image_id")
-        context = {k: volume.GetAttribute(ATTR[k]) for k in keys} if volume is not None else {}
-        Path(path).write_text(patient_report(self._measured(), {**context, "model": answered_by(self.lastInfer)}))
-        return Path(path)
-
-    def exportPng(self, path: str | Path, volume, labels=None, height: int = 768) -> Path:
-        """Write a PNG of the image, its labels and the height lines as the nodes hold them now; return its path."""
-        from SpineMorphLib import nodes
-        from SpineMorphLib.report import render_overlay
-
-        self._measured()
-        grid = nodes.grid_of(volume)
-        image = grid.to_rc(slicer.util.arrayFromVolume(volume))
-        array = nodes.labels_of(self.scene, labels, volume)[0] if labels is not None else None
-        return render_overlay(path, image, array, self.measurement.records(grid), height)
 
 
 class SpineMorphTest(ScriptedLoadableModuleTest):

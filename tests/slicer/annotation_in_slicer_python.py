@@ -41,7 +41,7 @@ def main(url: str, out: Path) -> int:
     node_rows = [[table.GetCellText(i, j) for j in range(table.GetNumberOfColumns())]
                  for i in range(table.GetNumberOfRows())]
     records = [{"level": r.level, "confidence": r.confidence} for r in logic.measurement.result.vertebrae]
-    time.sleep(max(WAIT_S - (time.time() - float(volume.GetAttribute(SpineMorph.STARTED_ATTRIBUTE))), 0.0))
+    time.sleep(max(WAIT_S - (time.time() - float(volume.GetAttribute(ATTR["started"]))), 0.0))
     logic.submitLabel(seg, volume)
     objects = requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=30).json()["objects"]
     info = requests.get(f"{url}/info/", timeout=30).json()

@@ -17,15 +17,17 @@ from SpineMorphLib.markups import HeightLine
 from SpineMorphLib.records import labels_from_export, segment_code, segment_style
 
 __all__ = [
-    "ATTR", "grid_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels", "style_segments",
-    "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color", "remove_nodes",
+    "ATTR", "grid_of", "pixels_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels",
+    "style_segments", "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color",
+    "remove_nodes",
 ]
 
 #: Node attributes the module writes on the volumes it loads (values are text).
 ATTR = {"image_id": "SpineMorph.ImageId", "spacing": "SpineMorph.SpacingMm", "facing": "SpineMorph.Facing",
         "facing_source": "SpineMorph.FacingSource", "patient_id": "SpineMorph.PatientId",
         "study_uid": "SpineMorph.StudyUID", "level": "SpineMorph.Level", "station": "SpineMorph.Station",
-        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence"}
+        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence",
+        "started": "SpineMorph.AnnotationStarted"}  # started: Next sample's time (epoch seconds), for Submit
 
 
 def _matrix(node) -> np.ndarray:
@@ -37,6 +39,11 @@ def _matrix(node) -> np.ndarray:
 def grid_of(node) -> PlaneGrid:
     """Return the (row, column) grid of a 2D volume or labelmap node."""
     return PlaneGrid.from_matrix(_matrix(node), slicer.util.arrayFromVolume(node).shape)
+
+
+def pixels_of(node) -> np.ndarray:
+    """Return a 2D volume's pixels as (row, column), top to bottom as the film is read."""
+    return grid_of(node).to_rc(slicer.util.arrayFromVolume(node))
 
 
 def _fill_volume(node, grid: PlaneGrid, image: np.ndarray) -> None:
