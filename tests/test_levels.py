@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from spinemorph.levels import (
@@ -7,6 +8,7 @@ from spinemorph.levels import (
     LEVELS,
     TRAINED_LEVELS,
     anatomical_index,
+    codes_in,
     level_below,
     level_code,
     level_color,
@@ -55,3 +57,14 @@ def test_every_level_has_its_own_fixed_colour():
     assert len(set(colours)) == len(colours)
     for a, b in zip(TRAINED_LEVELS[:-1], TRAINED_LEVELS[1:], strict=True):  # neighbours contrast
         assert sum(abs(x - y) for x, y in zip(level_color(a), level_color(b), strict=True)) > 60
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.uint16, np.uint64, np.float32, bool])
+def test_codes_in_a_labelmap_are_what_unique_finds(dtype):
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        labels = (rng.integers(0, 29, (40, 30)) * (rng.random((40, 30)) < 0.2)).astype(dtype)
+        assert codes_in(labels) == [int(v) for v in np.unique(labels) if v]
+    assert codes_in(np.array([[-3, 0, 5, 70000]])) == [-3, 5, 70000]  # counting would not do: np.unique's answer
+    assert codes_in(np.zeros((0, 4), np.uint8)) == [] and codes_in(np.zeros((4, 4), np.uint8)) == []
+

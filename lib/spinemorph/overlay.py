@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from spinemorph.levels import is_level_code, level_color, level_name
+from spinemorph.levels import codes_in, is_level_code, level_color, level_name
 
 __all__ = ["GRADE_COLORS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
 
@@ -44,7 +44,7 @@ def draw_labels(pic: Image.Image, labels: np.ndarray, alpha: float = 0.35, names
     scale = pic.height / labels.shape[0]
     lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(pic.size, Image.NEAREST)) if scale != 1 else labels
     rgb = np.asarray(pic, dtype=np.float32).copy()
-    codes = [int(c) for c in np.unique(lab) if c]
+    codes = codes_in(lab)
     palette = np.zeros((256, 3), np.float32)
     for c in codes:
         palette[c] = level_color(c) if is_level_code(c) else (255, 255, 255)

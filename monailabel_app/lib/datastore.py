@@ -32,7 +32,7 @@ from spinemorph.io import (
     read_radiograph,
     write_labelmap,
 )
-from spinemorph.levels import is_level_code, level_name
+from spinemorph.levels import codes_in, is_level_code, level_name
 from spinemorph.store import HIDDEN, LabelVersions, Staged, atomic_write_text, remove_stale_temporaries, to_trash
 
 __all__ = ["SpineMorphDatastore", "checked_radiograph", "checked_label", "MAX_SIDE", "MIN_SIDE"]
@@ -108,7 +108,7 @@ def checked_label(label_filename: str, image: Radiograph, image_id: str) -> tupl
     if labels.shape != image.shape:
         raise HTTPException(422, f"The label is {labels.shape[0]}×{labels.shape[1]} but image {image_id} is "
                                  f"{image.shape[0]}×{image.shape[1]}: a label must cover its image pixel for pixel.")
-    values = [int(v) for v in np.unique(labels) if v]
+    values = codes_in(labels)
     bad = [v for v in values if not is_level_code(v)]
     if bad:
         raise HTTPException(422, f"Label values {bad} are not VerSe level codes (T1-T12 = 8-19, L1-L5 = 20-24, "

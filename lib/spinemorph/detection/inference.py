@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from spinemorph.detection.model import DetectorSpec, VcfMaskRCNN
-from spinemorph.levels import level_name
+from spinemorph.levels import codes_in, level_name
 from spinemorph.measure import Morphometry, measure
 from spinemorph.networks import class_to_code
 from spinemorph.postprocess import consistent_levels
@@ -128,16 +128,16 @@ def _graded(labels: np.ndarray, semantic: torch.Tensor | None, geometry: PadGeom
             facing: str | None) -> Morphometry:
     """Return the morphometry of the detected masks, measured among the semantic head's other bodies."""
     context = labels
+    detected = set(codes_in(labels))
     if semantic is not None:
         levels = invert_pad(semantic[None].float(), geometry, "nearest")[0].numpy().astype(np.int64)
         others = consistent_levels(class_to_code(levels, "levels"))
-        for code in np.unique(others[others > 0]):  # a detected body is its mask alone
+        for code in codes_in(others):  # a detected body is its mask alone
             body = others == code
-            if code in labels or (labels[body] > 0).mean() > 0.3:
+            if code in detected or (labels[body] > 0).mean() > 0.3:
                 others[body] = 0
         context = np.where(labels > 0, labels, others)
     full = measure(context, spacing, facing)
-    detected = {int(c) for c in np.unique(labels) if c}
     return Morphometry([r for r in full.vertebrae if r.code in detected], full.facing, full.facing_source,
                        full.spacing_mm, full.flags, full.facing_confidence)
 

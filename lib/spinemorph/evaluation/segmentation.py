@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spinemorph.levels import codes_in
+
 __all__ = ["binary_metrics", "roc_pr_auc", "level_metrics", "roc_pr_curves"]
 
 
@@ -66,7 +68,7 @@ def level_metrics(pred: np.ndarray, truth: np.ndarray) -> dict:
     """
     pred, truth = np.asarray(pred), np.asarray(truth)
     dice, named = {}, []
-    for code in (int(c) for c in np.unique(truth) if c):
+    for code in codes_in(truth):
         t = truth == code
         p = pred == code
         dice[code] = float(2 * (p & t).sum() / max(int(p.sum() + t.sum()), 1))

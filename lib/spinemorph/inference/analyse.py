@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from spinemorph.inference.model import ModelSpec
 from spinemorph.inference.segment import Segmentation, segment
 from spinemorph.io import Radiograph
+from spinemorph.levels import codes_in
 from spinemorph.measure import Morphometry, measure
 from spinemorph.measure.gates import DEFAULT_GATES, Gates
 from spinemorph.refine.stage import refine
@@ -104,7 +104,7 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     seg = segment(image.pixels, net, spec, device)
     timings = dict(seg.timings)
     labels, confidence = seg.labels, dict(seg.confidence)
-    stages = {int(c): 1 for c in np.unique(labels) if c}  # stage 1 drew every outline, unless stage 2 redraws it
+    stages = dict.fromkeys(codes_in(labels), 1)  # stage 1 drew every outline, unless stage 2 redraws it
     agreement = None
     if refiner is not None and spec.head != "binary":
         done = refine(image.pixels, seg.labels, *refiner, device)

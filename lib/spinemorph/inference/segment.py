@@ -11,6 +11,7 @@ from scipy import ndimage
 from torch import nn
 
 from spinemorph.inference.model import ModelSpec
+from spinemorph.levels import codes_in
 from spinemorph.networks import class_to_code
 from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
 from spinemorph.transforms import invert_pad, preprocess
@@ -42,7 +43,7 @@ def _probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
 
 def _confidence(labels: np.ndarray, body: np.ndarray) -> dict[int, float]:
     """Return each code's mean body probability over its segment."""
-    codes = [c for c in np.unique(labels) if c]
+    codes = codes_in(labels)
     means = ndimage.mean(body, labels, codes) if codes else []
     return {int(c): round(float(m), 4) for c, m in zip(codes, means, strict=True)}
 

@@ -18,7 +18,7 @@ from spinemorph.io.dicom_codes import (
     measurement_spacing,
     read_source,
 )
-from spinemorph.levels import LEVELS, anatomical_index, is_level_code, level_code, level_color, level_name
+from spinemorph.levels import LEVELS, anatomical_index, codes_in, is_level_code, level_code, level_color, level_name
 
 __all__ = ["make_seg", "write_seg", "seg_labelmap", "segment_level"]
 
@@ -54,7 +54,7 @@ def make_seg(labels, source: str | Path | Dataset, *, algorithm_type: str = "AUT
     labels = labels[..., 0] if labels.ndim == 3 and labels.shape[-1] == 1 else labels
     if labels.shape != (ds.Rows, ds.Columns):
         raise ValueError(f"Labelmap shape {labels.shape} differs from the source image's {(ds.Rows, ds.Columns)}.")
-    values = [int(v) for v in np.unique(labels) if v]
+    values = codes_in(labels)
     if not values or not all(is_level_code(v) for v in values):
         raise ValueError(f"A SEG needs a labelmap of VerSe level codes (1-26, 28); this one holds {values or 'none'}.")
     codes = sorted(values, key=anatomical_index)

@@ -8,7 +8,6 @@ import tempfile
 import time
 import zipfile
 
-import numpy as np
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
@@ -17,7 +16,7 @@ from lib.datastore import checked_radiograph
 from lib.options import as_bool
 from spinemorph.inference.analyse import analyse
 from spinemorph.io import write_labelmap
-from spinemorph.levels import level_name
+from spinemorph.levels import codes_in, level_name
 
 __all__ = ["SegmentationInfer"]
 
@@ -78,7 +77,7 @@ class SegmentationInfer(InferTask):
             out, dicom = _dicom_zip(out, done.labels, result, request["image"])
         times["write_s"] = time.perf_counter() - start
         times["total_s"] = sum(times.values())
-        levels = {level_name(c): int(c) for c in np.unique(done.labels) if c}  # with S1, the anchor, when found
+        levels = {level_name(c): c for c in codes_in(done.labels)}  # with S1, the anchor, when found
         log.info("%s: %d bodies in %.3f s", self.cfg.name, len(result.vertebrae), times["total_s"])
         return out, {
             "model": self.cfg.name, "label_names": levels, "morphometry": result.to_dict(),
