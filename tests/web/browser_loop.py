@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -38,8 +39,13 @@ class Page:
         self.d, self.out, self.shots = driver, out, 0
 
     def text(self, element_id: str) -> str:
-        found = self.d.find_elements(By.ID, element_id)
-        return found[0].text if found else ""
+        for _ in range(10):
+            try:
+                found = self.d.find_elements(By.ID, element_id)
+                return found[0].text if found else ""
+            except StaleElementReferenceException:  # the page redrew it between finding and reading: read again
+                time.sleep(0.05)
+        return ""
 
     def wait_for(self, *ids: str, timeout: float = 60) -> str:
         """Wait until one of ``ids`` shows; return the id that did."""
