@@ -93,7 +93,7 @@ def run(pairs, net, spec, refiner, detector) -> dict:
         if detector is not None:  # the soft vote on stage 1 + 2's bodies (the last loop's)
             from spinemorph.detection.inference import detect
 
-            det = detect(image.pixels, *detector, image.spacing_mm, image.facing, 0.05)
+            det = detect(image.pixels, *detector, image.spacing_mm, image.facing, 0.05, scores_only=True)
             score = {d.code: d.score for d in det.candidates}
             out["stage 1 + 2 + detector"]["scores"] += [(soft_vote(score.get(code, 0.0), r), grade,
                                                           code) for r, grade, code in mine]

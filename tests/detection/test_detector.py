@@ -55,6 +55,23 @@ def test_a_tiny_detector_finds_the_fractures_it_learned_and_none_on_the_normal_i
     assert seen == 2
 
 
+def test_scores_only_gives_the_same_candidates_without_pasting_or_grading(tiny_detector):
+    studies, model = tiny_detector
+    net, spec = load_detector(model)
+    graded = 0
+    for case in find_cases(studies):
+        image = read_radiograph(case.image)
+        full = detect(image.pixels, net, spec, image.spacing_mm, image.facing, 0.05)
+        lean = detect(image.pixels, net, spec, image.spacing_mm, image.facing, 0.05, scores_only=True)
+        assert [(d.code, d.score, d.box) for d in lean.candidates] == [(d.code, d.score, d.box)
+                                                                       for d in full.candidates]
+        assert lean.verdict == full.verdict
+        assert lean.morphometry is None and lean.labels.shape == image.shape and not lean.labels.any()
+        assert all(d.genant_grade is None for d in lean.detections)
+        graded += full.morphometry is not None
+    assert graded >= 2  # the fractured images' candidates were pasted and graded by the full call
+
+
 def test_training_from_random_weights_lowers_the_loss_and_writes_loadable_checkpoints(tiny_detector, tmp_path):
     """The mechanics of detector training; what 40 steps learn differs between CPUs and is not asserted."""
     studies, _ = tiny_detector

@@ -93,8 +93,12 @@ def _candidates(raw: dict, spec: DetectorSpec, geometry: PadGeometry) -> list[De
 
 @torch.no_grad()
 def detect(pixels: np.ndarray, net: VcfMaskRCNN, spec: DetectorSpec, spacing=None, facing: str | None = None,
-           threshold: float = 0.5, device: str | torch.device = "cpu") -> DetectionResult:
-    """Return the fractures found on an (H, W) radiograph, with an instance labelmap on its grid and a verdict."""
+           threshold: float = 0.5, device: str | torch.device = "cpu", scores_only: bool = False) -> DetectionResult:
+    """Return the fractures found on an (H, W) radiograph, with an instance labelmap on its grid and a verdict.
+
+    ``scores_only``: the candidates and the verdict alone, for a caller that reads only the scores (the fusion with
+    the segmentation's morphometry): no mask is pasted or graded, ``labels`` stays empty and ``morphometry`` None.
+    """
     times = {}
     start = time.perf_counter()
     x, geometry = preprocess(pixels, spec.preprocessing)
@@ -110,13 +114,13 @@ def detect(pixels: np.ndarray, net: VcfMaskRCNN, spec: DetectorSpec, spacing=Non
             best[d.code] = i
     kept = sorted(best.values(), key=lambda i: candidates[i].score)  # the best one paints last, on top
     labels = np.zeros(geometry.shape, np.uint8)
-    for i in kept:
+    for i in [] if scores_only else kept:
         rows, cols, mask = paste_mask(raw["masks"][i], candidates[i].box, geometry.shape)
         labels[rows, cols][mask] = candidates[i].code
     times["paste_s"] = time.perf_counter() - start
     start = time.perf_counter()
     detections = [candidates[i] for i in sorted(kept, key=lambda i: -candidates[i].score)]
-    morphometry = _graded(labels, raw.get("semantic"), geometry, spacing, facing) if kept else None
+    morphometry = _graded(labels, raw.get("semantic"), geometry, spacing, facing) if kept and not scores_only else None
     _grade(detections, morphometry)
     times["morphometry_s"] = time.perf_counter() - start
     verdict = {"fracture": bool(detections), "levels": [d.level for d in detections],

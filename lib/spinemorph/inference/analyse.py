@@ -126,7 +126,7 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
         from spinemorph.inference.fusion import fracture_calls
 
         start = time.perf_counter()
-        found = detect(image.pixels, *detector, image.spacing_mm, facing, 0.05, device)
+        found = detect(image.pixels, *detector, image.spacing_mm, facing, 0.05, device, scores_only=True)
         scores: dict[int, float] = {}
         for d in found.candidates:
             scores[d.code] = max(scores.get(d.code, 0.0), d.score)
