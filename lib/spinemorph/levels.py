@@ -106,4 +106,3 @@ def codes_in(labels: np.ndarray) -> list[int]:
     if not np.can_cast(flat.dtype, np.intp) or int(flat.min()) < 0 or int(flat.max()) > 65535:  # floats, too
         return [int(v) for v in np.unique(flat) if v]
     return [int(v) for v in np.flatnonzero(np.bincount(flat)) if v]
-
