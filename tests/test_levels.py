@@ -67,4 +67,3 @@ def test_codes_in_a_labelmap_are_what_unique_finds(dtype):
         assert codes_in(labels) == [int(v) for v in np.unique(labels) if v]
     assert codes_in(np.array([[-3, 0, 5, 70000]])) == [-3, 5, 70000]  # counting would not do: np.unique's answer
     assert codes_in(np.zeros((0, 4), np.uint8)) == [] and codes_in(np.zeros((4, 4), np.uint8)) == []
-
