@@ -28,12 +28,17 @@ def body_box(labels: np.ndarray, code: int) -> np.ndarray:
     return np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], float)
 
 
-def test_a_tiny_detector_finds_the_fractures_it_learned_and_none_on_the_normal_image(tiny_detector):
+def _cases(tiny_detector):
+    """Yield the tiny detector, its spec, and each case of its studies with the case's radiograph."""
     studies, model = tiny_detector
     net, spec = load_detector(model)
-    seen = 0
     for case in find_cases(studies):
-        image = read_radiograph(case.image)
+        yield net, spec, case, read_radiograph(case.image)
+
+
+def test_a_tiny_detector_finds_the_fractures_it_learned_and_none_on_the_normal_image(tiny_detector):
+    seen = 0
+    for net, spec, case, image in _cases(tiny_detector):
         labels, _ = read_labelmap(case.label)
         truth = [v for v in json.loads(case.truth.read_text())["vertebrae"] if v["genant_grade"] >= 1]
         result = detect(image.pixels, net, spec, image.spacing_mm, image.facing)
@@ -56,11 +61,8 @@ def test_a_tiny_detector_finds_the_fractures_it_learned_and_none_on_the_normal_i
 
 
 def test_scores_only_gives_the_same_candidates_without_pasting_or_grading(tiny_detector):
-    studies, model = tiny_detector
-    net, spec = load_detector(model)
     graded = 0
-    for case in find_cases(studies):
-        image = read_radiograph(case.image)
+    for net, spec, _, image in _cases(tiny_detector):
         full = detect(image.pixels, net, spec, image.spacing_mm, image.facing, 0.05)
         lean = detect(image.pixels, net, spec, image.spacing_mm, image.facing, 0.05, scores_only=True)
         assert [(d.code, d.score, d.box) for d in lean.candidates] == [(d.code, d.score, d.box)
