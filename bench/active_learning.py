@@ -34,7 +34,7 @@ cut them short). The table gives, per strategy, the labels its mean curve over s
 (Dice >= 0.95 x full, VCR MAE <= full / 0.95) and that count over random's; the goal is <= 0.60 on both. Writes
 bench/out/active_learning.png (learning curves, mean ± sd over seeds) and bench/out/active_learning.json.
 
-Default size: 5 strategies x 3 seeds x 7 rounds of 16 on a 120-image pool, 8 labelled at the start: about 50 min on
+Default size: 5 strategies x 3 seeds x 7 rounds of 16 on a 120-image pool, 8 labelled at the start: about 58 min on
 a 2-core CPU, mostly morphometry scoring (~0.3 s per unlabelled image and round) and training (~40 ms per image and
 epoch). A GPU-sized run (512 px, the shipped model, a larger pool, more rounds, DRRs):
 
