@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from spinemorph.data.simulate import SimConfig, simulate
 from spinemorph.inference import load_model
 from spinemorph.inference.analyse import analyse, facing_of
+from spinemorph.inference.segment import _confidence
 from spinemorph.io import Radiograph, sagittal_affine
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_levels.pt"
@@ -68,3 +70,17 @@ def test_without_stage_2_every_body_says_stage_1_drew_it():
     png, _ = radiograph("left", "png")
     records = analyse(png, net, spec).morphometry.vertebrae
     assert records and all(r.stage == 1 for r in records)
+
+
+def test_confidence_inside_the_labels_box_is_the_mean_over_the_whole_film():
+    rng = np.random.default_rng(3)
+    body = rng.random((300, 200)).astype(np.float32)
+    for _ in range(20):
+        labels = np.zeros((300, 200), np.uint8)
+        r, c = rng.integers(0, 250), rng.integers(0, 150)
+        labels[r:r + 50, c:c + 50] = rng.integers(18, 25, (50, 50)) * (rng.random((50, 50)) < 0.5)
+        codes = [int(v) for v in np.unique(labels) if v]
+        whole = {c: round(float(m), 4) for c, m in zip(codes, ndimage.mean(body, labels, codes), strict=True)}
+        assert _confidence(labels, body) == whole
+    assert _confidence(np.zeros((30, 20), np.uint8), body[:30, :20]) == {}
+
