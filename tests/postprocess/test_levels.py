@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from spinemorph.postprocess import clean_binary, consistent_levels, name_levels
 
@@ -88,6 +89,26 @@ def test_a_sacrum_that_is_not_right_below_the_spine_anchors_nothing():
     tiny = column([20, 21, 22, 23, 24, 0])
     tiny[-5:-3, 10:12] = 26  # a speck called S1
     assert name_levels(tiny)[1].anchor is None
+
+
+def test_the_sacrum_is_the_largest_s1_piece_as_labelled_over_the_whole_film():
+    rng = np.random.default_rng(11)
+    anchored = 0
+    for _ in range(40):
+        said = column([20, 21, 22, 23, 24, 0, 0])
+        for _ in range(rng.integers(1, 4)):  # S1 pieces of random size, anywhere below mid-film
+            r, c, h, w = rng.integers(90, 170), rng.integers(0, 35), rng.integers(2, 30), rng.integers(2, 30)
+            said[r:r + h, c:c + w][said[r:r + h, c:c + w] == 0] = 26
+        out, naming = name_levels(said)
+        comps, n = ndimage.label(said == 26, structure=np.ones((3, 3), bool))
+        if n == 0:  # every piece fell on a body
+            assert naming.anchor is None
+            continue
+        largest = comps == 1 + int(np.argmax(np.bincount(comps.ravel())[1:]))
+        if naming.anchor == "S1":
+            anchored += 1
+            assert np.array_equal(out == 26, largest)
+    assert anchored >= 5
 
 
 def test_fragments_of_one_body_called_two_levels_are_one_body_and_skip_nothing():

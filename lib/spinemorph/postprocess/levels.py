@@ -281,12 +281,16 @@ class LevelNaming:
 
 def _sacrum(labels: np.ndarray, lowest: tuple) -> np.ndarray | None:
     """Return the sacrum's mask when an S1 region sits right below the lowest body (one disc apart), else None."""
-    comps, n = ndimage.label(labels == S1, structure=_EIGHT)
-    if n == 0:
+    s1 = labels == S1
+    rows, cols = np.flatnonzero(s1.any(axis=1)), np.flatnonzero(s1.any(axis=0))
+    if rows.size == 0:
         return None
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # every S1 pixel: labelled in here alone
+    comps, _ = ndimage.label(s1[box], structure=_EIGHT)
     areas = np.bincount(comps.ravel())[1:]
-    sacrum = comps == 1 + int(np.argmax(areas))
-    rows = np.nonzero(sacrum)[0]
+    sacrum = np.zeros(labels.shape, bool)
+    sacrum[box] = comps == 1 + int(np.argmax(areas))
+    rows = np.nonzero(sacrum[box])[0] + box[0].start
     body_height = lowest[3][0].stop - lowest[3][0].start
     gap = rows.min() - lowest[3][0].stop  # rows of disc between the lowest body and the sacrum
     if areas.max() < 0.25 * lowest[1] or rows.mean() <= lowest[0] or gap > 0.8 * body_height:
