@@ -15,6 +15,7 @@ __all__ = [
     "level_color",
     "is_level_code",
     "codes_in",
+    "label_box",
 ]
 
 #: VerSe level codes. T13 and L6 are the transitional levels; they sit between T12/L1 and L5/S1.
@@ -106,3 +107,12 @@ def codes_in(labels: np.ndarray) -> list[int]:
     if not np.can_cast(flat.dtype, np.intp) or int(flat.min()) < 0 or int(flat.max()) > 65535:  # floats, too
         return [int(v) for v in np.unique(flat) if v]
     return [int(v) for v in np.flatnonzero(np.bincount(flat)) if v]
+
+
+def label_box(labels: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Return the box (row0, col0, row1, col1; ends excluded) around every labelled pixel, or None when nothing is
+    labelled."""
+    rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1

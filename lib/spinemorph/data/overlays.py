@@ -12,19 +12,13 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["collimate", "lead_marker", "burn_text", "grid_lines", "draw_text", "label_box"]
+from spinemorph.levels import label_box
+
+__all__ = ["collimate", "lead_marker", "burn_text", "grid_lines", "draw_text"]
 
 _WORDS = ("LAT", "L-SPINE", "T-SPINE", "LSPINE LAT", "STANDING", "ERECT", "SUPINE", "PORTABLE", "FLEX", "EXT",
           "LT", "RT", "CR", "DX", "WT BEARING", "AP/LAT", "SCOUT", "CROSS TABLE", "POST OP", "DECUB")
 _MARKERS = ("L", "R", "LT", "RT")
-
-
-def label_box(labels: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Return the box around every labelled pixel, or None when nothing is labelled."""
-    rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def collimate(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> list[dict]:

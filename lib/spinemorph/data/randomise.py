@@ -26,6 +26,7 @@ from scipy import ndimage
 from spinemorph.conventions import near_edge_codes
 from spinemorph.data import overlays
 from spinemorph.data.resample import blur3, upsample
+from spinemorph.levels import label_box
 
 __all__ = ["Randomisation", "randomise", "photometric", "reframe"]
 
@@ -191,7 +192,7 @@ def _frame(labels: np.ndarray, rng: np.random.Generator, config: Randomisation) 
     crop, pad = config.fires(rng, "crop"), config.fires(rng, "pad")
     if not crop and not pad:
         return None
-    box = overlays.label_box(labels)
+    box = label_box(labels)
     window = []
     for axis, n in enumerate(labels.shape):
         centre = n / 2 if box is None else (box[axis] + box[axis + 2]) / 2
