@@ -30,7 +30,9 @@ from tests.app.test_server import score, unlabelled
 sys.path.insert(0, str(REPO / "monailabel_app"))  # the app's lib/, for its pure functions
 from lib.activelearning.diversity import k_center_greedy  # noqa: E402
 from lib.activelearning.features import bottleneck_features  # noqa: E402
+from lib.activelearning.scoring import InfoUpdates  # noqa: E402
 from lib.activelearning.spread import morphometry_spread  # noqa: E402
+from lib.datastore import SpineMorphDatastore  # noqa: E402
 
 CLEAN = "sim-lumbar-gyzimsvv"  # seed 21, image 4: a film the tiny model measures alike in every dropout pass
 BLURRED = f"{CLEAN}-blurred"
@@ -174,3 +176,20 @@ def test_bottleneck_features_are_the_deepest_widest_output(name, channels):
         net(torch.rand(1, 1, 64, 64))
     assert len(vectors) == 1 and vectors[0].shape == (channels,)
     assert float(np.linalg.norm(vectors[0])) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_scores_reach_the_datastore_file_in_one_write_when_the_block_ends(twins, tmp_path):
+    studies = tmp_path / "studies"
+    shutil.copytree(twins[0], studies)
+    store = SpineMorphDatastore(str(studies), extensions=("*.dcm",), auto_reload=False)
+    on_disk = store._datastore_config_path
+    ids = store.list_images()
+    with InfoUpdates(store, every_s=3600) as updates:
+        for i, image_id in enumerate(ids):
+            updates.add(image_id, {"gathered": i / 10})
+        assert "gathered" not in open(on_disk).read()  # not yet written
+    saved = json.loads(open(on_disk).read())["objects"]
+    assert {i: saved[i]["image"]["info"]["gathered"] for i in ids} == {i: n / 10 for n, i in enumerate(ids)}
+    with InfoUpdates(store, every_s=0) as updates:  # every add written at once
+        updates.add(ids[0], {"written": 0.5})
+        assert json.loads(open(on_disk).read())["objects"][ids[0]]["image"]["info"]["written"] == 0.5

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from spinemorph.data.simulate import SimConfig, simulate
 from spinemorph.inference import load_model
 from spinemorph.inference.analyse import analyse, facing_of
-from spinemorph.inference.segment import _confidence
+from spinemorph.inference.segment import _confidence, segment, segment_passes
 from spinemorph.io import Radiograph, sagittal_affine
+from spinemorph.networks import mc_dropout
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_levels.pt"
 
@@ -84,3 +86,19 @@ def test_confidence_inside_the_labels_box_is_the_mean_over_the_whole_film():
         assert _confidence(labels, body) == whole
     assert _confidence(np.zeros((30, 20), np.uint8), body[:30, :20]) == {}
 
+
+
+def test_passes_share_one_forward_and_each_draws_its_own_dropout_masks():
+    image, _ = radiograph("left", "dicom")
+    net, spec = load_model(FIXTURE)
+    one = segment(image.pixels, net, spec)
+    same = segment_passes(image.pixels, net, spec, passes=3)  # no dropout: three times the one answer
+    assert all(np.array_equal(s.labels, one.labels) and np.allclose(s.foreground, one.foreground, atol=1e-5)
+               for s in same)
+    with mc_dropout(net):
+        torch.manual_seed(0)
+        sampled = segment_passes(image.pixels, net, spec, passes=3)
+    assert not np.allclose(sampled[0].foreground, sampled[1].foreground)
+    assert not np.allclose(sampled[1].foreground, sampled[2].foreground)
+    measured = analyse(image, net, spec, segmentation=sampled[0])  # measured from the given answer, not a new one
+    assert np.array_equal(measured.labels, sampled[0].labels)

@@ -97,11 +97,13 @@ def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tup
 
 def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
             facing_model: FacingModel | None = None, gates: Gates = DEFAULT_GATES, anchor: str | None = None,
-            refiner: tuple[nn.Module, ModelSpec] | None = None, detector: tuple | None = None) -> Analysis:
+            refiner: tuple[nn.Module, ModelSpec] | None = None, detector: tuple | None = None,
+            segmentation: Segmentation | None = None) -> Analysis:
     """Return the analysis of one radiograph; ``anchor`` names the lowest body of a binary model's output;
     ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone);
-    ``detector`` (the fracture detector and its spec) adds its opinion on each vertebra and the combined call."""
-    seg = segment(image.pixels, net, spec, device)
+    ``detector`` (the fracture detector and its spec) adds its opinion on each vertebra and the combined call;
+    ``segmentation``: stage 1's answer when it is already made (``segment_passes``), else ``net`` makes it."""
+    seg = segmentation or segment(image.pixels, net, spec, device)
     timings = dict(seg.timings)
     labels, confidence = seg.labels, dict(seg.confidence)
     stages = dict.fromkeys(codes_in(labels), 1)  # stage 1 drew every outline, unless stage 2 redraws it

@@ -16,7 +16,7 @@ from spinemorph.networks import class_to_code
 from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
 from spinemorph.transforms import invert_pad, preprocess
 
-__all__ = ["Segmentation", "segment"]
+__all__ = ["Segmentation", "segment", "segment_passes"]
 
 
 @dataclass
@@ -58,21 +58,32 @@ def _confidence(labels: np.ndarray, body: np.ndarray) -> dict[int, float]:
 def segment(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
             postprocess: bool = True) -> Segmentation:
     """Return the segmentation of an (H, W) radiograph on its own pixel grid."""
+    return segment_passes(pixels, net, spec, device, 1, postprocess)[0]
+
+
+@torch.no_grad()
+def segment_passes(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
+                   passes: int = 1, postprocess: bool = True) -> list[Segmentation]:
+    """Return ``passes`` segmentations of one radiograph from one preprocessing and one batched forward: the same
+    answer ``passes`` times, unless ``net`` samples (MC dropout, whose masks differ per batch item)."""
     times = {}
     start = time.perf_counter()
     x, geometry = preprocess(pixels, spec.preprocessing)
     times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    probs = _probabilities(net(x[None].to(device)), spec.head)[0].float()
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+    batch = x[None].to(device).expand(passes, *x.shape).contiguous()
+    probs = _probabilities(net(batch), spec.head).float().cpu()  # to the CPU waits for a GPU to finish
     times["network_s"] = time.perf_counter() - start
+    return [_on_grid(p, geometry, spec, postprocess, dict(times)) for p in probs]
+
+
+def _on_grid(probs: torch.Tensor, geometry, spec: ModelSpec, postprocess: bool, times: dict) -> Segmentation:
+    """Return the segmentation of one item's class probabilities, brought back to the radiograph's grid."""
     start = time.perf_counter()
     # Only the body probability needs smooth edges on the input grid; which level a body pixel belongs to is
     # the same at the network's resolution (discs separate levels), so one channel is resized bilinearly and
     # the class map by nearest neighbour, not all 18 probability maps. The sacrum of an anchored head is not a
     # body: it is its own channel, kept where it wins over the bodies.
-    probs = probs.cpu()
     anchored = spec.head == "anchored"
     sacrum = probs[-1:] if anchored else torch.zeros_like(probs[:1])
     body = invert_pad(1.0 - probs[:1] - sacrum, geometry)[0]

@@ -34,10 +34,12 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 
 from lib.activelearning.features import bottleneck_features
+from lib.activelearning.scoring import InfoUpdates
 from lib.activelearning.spread import morphometry_spread
 from lib.configs.segmentation import SegmentationConfig
 from spinemorph.inference import segment
 from spinemorph.inference.analyse import Analysis, FacingModel, analyse
+from spinemorph.inference.segment import segment_passes
 from spinemorph.io import Radiograph, read_radiograph
 from spinemorph.measure import Morphometry
 from spinemorph.networks import mc_dropout
@@ -76,14 +78,16 @@ def mc_morphometry(image: Radiograph, net, spec, passes: int = DEFAULT_PASSES, d
     served pass's pooled bottleneck features. ``net`` is put in dropout mode meanwhile: pass a private copy.
 
     The dropout masks come from ``seed``: an image scores the same every time, and images of one size are
-    compared under the same masks (common random numbers), so that their ranking is not the masks' noise.
+    compared under the same masks (common random numbers), so that their ranking is not the masks' noise. The
+    passes share one preprocessing and one batched forward (each batch item draws its own masks).
     """
     with bottleneck_features(net) as vectors:
         served = analyse(image, net, spec, device, facing_model)
     facing = served.morphometry.facing
     fixed = replace(image, facing=facing) if facing else image
     with mc_dropout(net), seeded(seed, device):
-        results = [analyse(fixed, net, spec, device).morphometry for _ in range(passes)]
+        sampled = segment_passes(image.pixels, net, spec, device, passes)
+    results = [analyse(fixed, net, spec, device, segmentation=seg).morphometry for seg in sampled]
     return served, results, vectors[-1]
 
 
@@ -105,22 +109,24 @@ class MorphometryScore(ScoringMethod):
         net = copy.deepcopy(shared)  # dropout and hooks on a copy: infers share the served network
         unlabelled = set(datastore.get_unlabeled_images())
         result = {}
-        for image_id in datastore.list_images():
-            info = datastore.get_image_info(image_id)
-            done = info.get(DETAIL) if isinstance(info.get(DETAIL), dict) else {}
-            score = image_id in unlabelled and (done.get("weights_sha256"), done.get("passes")) != (sha, self.passes)
-            features = not isinstance(info.get(FEATURES), dict) or info[FEATURES].get("weights_sha256") != sha
-            if not (score or features):
-                continue
-            try:
-                update = self.measure(read_radiograph(datastore.get_image_uri(image_id)), net, spec, device, sha,
-                                      score)
-            except Exception as err:  # one unreadable image must not stop the others' scoring
-                log.warning("Morphometry uncertainty: skipped %s (%s)", image_id, err)
-                continue
-            datastore.update_image_info(image_id, update)
-            if SCORE in update:
-                result[image_id] = update[SCORE]
+        with InfoUpdates(datastore) as updates:
+            for image_id in datastore.list_images():
+                info = datastore.get_image_info(image_id)
+                done = info.get(DETAIL) if isinstance(info.get(DETAIL), dict) else {}
+                scored_by = (done.get("weights_sha256"), done.get("passes"))
+                score = image_id in unlabelled and scored_by != (sha, self.passes)
+                features = not isinstance(info.get(FEATURES), dict) or info[FEATURES].get("weights_sha256") != sha
+                if not (score or features):
+                    continue
+                try:
+                    update = self.measure(read_radiograph(datastore.get_image_uri(image_id)), net, spec, device, sha,
+                                          score)
+                except Exception as err:  # one unreadable image must not stop the others' scoring
+                    log.warning("Morphometry uncertainty: skipped %s (%s)", image_id, err)
+                    continue
+                updates.add(image_id, update)
+                if SCORE in update:
+                    result[image_id] = update[SCORE]
         log.info("Morphometry uncertainty scores: %s", result)
         return result
 

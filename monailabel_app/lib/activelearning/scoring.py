@@ -15,9 +15,41 @@ from spinemorph.io import read_labelmap, read_radiograph
 from spinemorph.networks import mc_dropout
 from spinemorph.transforms import preprocess
 
-__all__ = ["LevelDice", "EpistemicScore", "mean_dice"]
+__all__ = ["LevelDice", "EpistemicScore", "InfoUpdates", "mean_dice"]
 
 log = logging.getLogger(__name__)
+
+
+class InfoUpdates:
+    """The image info a scoring method writes, gathered and written at most every ``every_s`` seconds and when the
+    block ends (``with InfoUpdates(datastore) as updates: updates.add(image_id, info)``): one write of the
+    datastore's JSON for many images, where the datastore can (``update_image_infos``), else one per image. A
+    server stopped mid-scoring loses at most ``every_s`` seconds of scores, which the next scoring makes again."""
+
+    def __init__(self, datastore, every_s: float = 10.0) -> None:
+        self.datastore, self.every_s = datastore, every_s
+        self.pending: dict[str, dict] = {}
+        self.written = time.monotonic()
+
+    def add(self, image_id: str, info: dict) -> None:
+        self.pending.setdefault(image_id, {}).update(info)
+        if time.monotonic() - self.written >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            if hasattr(self.datastore, "update_image_infos"):
+                self.datastore.update_image_infos(self.pending)
+            else:
+                for image_id, info in self.pending.items():
+                    self.datastore.update_image_info(image_id, info)
+        self.pending, self.written = {}, time.monotonic()
+
+    def __enter__(self) -> InfoUpdates:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
 
 
 def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,13 +113,14 @@ class EpistemicScore(ScoringMethod):
         weights = self.cfg.weights()
         stamp = weights.stat().st_mtime if weights is not None else 0
         result = {}
-        for image_id in datastore.get_unlabeled_images():
-            info = datastore.get_image_info(image_id)
-            if info.get("epistemic_model_ts") == stamp:
-                continue  # already scored by this model
-            pixels = read_radiograph(datastore.get_image_uri(image_id)).pixels
-            result[image_id] = self.score(pixels, device)
-            datastore.update_image_info(image_id, {"epistemic_entropy": result[image_id], "epistemic_model_ts": stamp,
-                                                   "epistemic_ts": int(time.time())})
+        with InfoUpdates(datastore) as updates:
+            for image_id in datastore.get_unlabeled_images():
+                info = datastore.get_image_info(image_id)
+                if info.get("epistemic_model_ts") == stamp:
+                    continue  # already scored by this model
+                pixels = read_radiograph(datastore.get_image_uri(image_id)).pixels
+                result[image_id] = self.score(pixels, device)
+                updates.add(image_id, {"epistemic_entropy": result[image_id], "epistemic_model_ts": stamp,
+                                       "epistemic_ts": int(time.time())})
         log.info("Epistemic scores: %s", result)
         return result
