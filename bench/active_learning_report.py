@@ -47,7 +47,7 @@ def report(runs: list[dict], args, minutes: float, png: Path) -> None:
     print(f"\nLabel efficiency: {args.pool}-image pool ({'+'.join(args.fov)}, {args.size} px"
           f"{f', +{args.drr} DRRs' if args.drr else ''}), {args.test} test images, {args.seeds} seed(s), k={args.k}, "
           f"m={args.m}, {args.epochs} epoch(s)/round, init {args.init}; {minutes:.1f} min, CPU "
-          f"({args.threads} threads)")
+          f"({getattr(args, 'jobs', 1)} job(s) x {args.threads} thread(s))")
     reach = {}
     for metric, higher in GOALS.items():
         full, whole = full_pool(runs, metric)

@@ -111,9 +111,13 @@ def ct_drr_cases(ct: CtVolume, rng: np.random.Generator, n: int, config: CaseCon
 
 def render_random_drrs(ct_path: str | Path, mask_path: str | Path, out: str | Path, n: int, config=None,
                        seed: int = 0, labels: str = "auto", fmt: str = "dicom", preview: bool = False,
-                       progress: bool = True, randomisation: Randomisation | None = None) -> list[Path]:
+                       progress: bool = True, randomisation: Randomisation | None = None,
+                       start: int = 0) -> list[Path]:
     """Write ``n`` random DRRs of the CT (``ct_drr_case``: pose, exposure, anatomy and fractures drawn) to the
     studies folder ``out``, each passed through ``randomisation`` when given; return the image paths.
+
+    DRR ``i`` of a seed is drawn from ``[seed, i]``: ``start`` renders numbers start .. start + n - 1, so that
+    processes can share one set (rendering 0-9 and 10-19 gives the DRRs of rendering 0-19).
 
     ``config`` is a ``CaseConfig`` (its defaults if None).
     """
@@ -122,7 +126,7 @@ def render_random_drrs(ct_path: str | Path, mask_path: str | Path, out: str | Pa
     config = config or CaseConfig()
     ct = load_ct(ct_path, mask_path, labels, config.drr.step_mm, config.drr.margin_mm)
     paths = []
-    for i in tqdm(range(n), desc="rendering random DRRs", unit="DRR", disable=not progress):
+    for i in tqdm(range(start, start + n), desc="rendering random DRRs", unit="DRR", disable=not progress):
         image, label_map, truth = ct_drr_case(ct, np.random.default_rng([seed, i]), config)
         truth.update({"seed": seed, "index": i})
         if randomisation is not None:
