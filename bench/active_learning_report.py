@@ -111,7 +111,7 @@ def plot(runs: list[dict], png: Path) -> None:
 
 #: The options that make the pool, the test set and the loop: runs merged from two invocations must share them.
 SAME_SETS = ("pool", "test", "size", "fov", "fracture_rate", "k", "m", "epochs", "batch", "lr", "passes", "init",
-             "drr", "weights")
+             "drr", "drr_spacing", "weights")
 
 
 def merged(saved: dict, runs: list[dict], args: argparse.Namespace) -> list[dict]:
