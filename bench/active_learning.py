@@ -318,6 +318,14 @@ def started(threads: int) -> None:
     warnings.filterwarnings("ignore", "Mean of empty slice|Degrees of freedom", RuntimeWarning)
 
 
+@contextmanager
+def pool_of(args):
+    """Yield an executor of --jobs worker processes (fresh interpreters, --threads torch threads each)."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process whose torch already has threads
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=started, initargs=(args.threads,)) as workers:
+        yield workers
+
+
 def main() -> None:
     args = parse()
     started(args.threads)
@@ -345,13 +353,6 @@ def main() -> None:
     saved.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     report(runs, args, (time.time() - began) / 60, out / "active_learning.png")
 
-
-@contextmanager
-def pool_of(args):
-    """Yield an executor of --jobs worker processes (fresh interpreters, --threads torch threads each)."""
-    context = multiprocessing.get_context("spawn")  # no fork of a process whose torch already has threads
-    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=started, initargs=(args.threads,)) as workers:
-        yield workers
 
 if __name__ == "__main__":
     main()
