@@ -9,6 +9,8 @@ from spinemorph.levels import (
     TRAINED_LEVELS,
     anatomical_index,
     codes_in,
+    label_box,
+    label_window,
     level_below,
     level_code,
     level_color,
@@ -67,3 +69,12 @@ def test_codes_in_a_labelmap_are_what_unique_finds(dtype):
         assert codes_in(labels) == [int(v) for v in np.unique(labels) if v]
     assert codes_in(np.array([[-3, 0, 5, 70000]])) == [-3, 5, 70000]  # counting would not do: np.unique's answer
     assert codes_in(np.zeros((0, 4), np.uint8)) == [] and codes_in(np.zeros((4, 4), np.uint8)) == []
+
+
+def test_the_box_and_window_around_every_labelled_pixel():
+    labels = np.zeros((6, 8), np.uint8)
+    labels[1, 2], labels[4, 6] = 20, 26
+    assert label_box(labels) == (1, 2, 5, 7)
+    window = label_window(labels)
+    assert window == (slice(1, 5), slice(2, 7)) and (labels[window] > 0).sum() == (labels > 0).sum()
+    assert label_box(np.zeros((3, 3))) is None and label_window(np.zeros((3, 3))) is None

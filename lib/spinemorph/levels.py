@@ -16,6 +16,7 @@ __all__ = [
     "is_level_code",
     "codes_in",
     "label_box",
+    "label_window",
 ]
 
 #: VerSe level codes. T13 and L6 are the transitional levels; they sit between T12/L1 and L5/S1.
@@ -116,3 +117,9 @@ def label_box(labels: np.ndarray) -> tuple[int, int, int, int] | None:
     if rows.size == 0:
         return None
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def label_window(labels: np.ndarray) -> tuple[slice, slice] | None:
+    """Return ``label_box`` as the slices that cut it out (``labels[window]``), or None when nothing is labelled."""
+    box = label_box(labels)
+    return None if box is None else (slice(box[0], box[2]), slice(box[1], box[3]))

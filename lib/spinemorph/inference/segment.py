@@ -11,7 +11,7 @@ from scipy import ndimage
 from torch import nn
 
 from spinemorph.inference.model import ModelSpec
-from spinemorph.levels import codes_in, label_box
+from spinemorph.levels import codes_in, label_window
 from spinemorph.networks import class_to_code
 from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
 from spinemorph.transforms import invert_pad, preprocess
@@ -43,12 +43,11 @@ def _probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
 
 def _confidence(labels: np.ndarray, body: np.ndarray) -> dict[int, float]:
     """Return each code's mean body probability over its segment."""
-    found = label_box(labels)
-    if found is None:
+    box = label_window(labels)
+    if box is None:
         return {}
     # Only labelled pixels count, and they all lie in this box: the same means as over the whole film, 4-7× faster
     # on a 2048² one.
-    box = (slice(found[0], found[2]), slice(found[1], found[3]))
     codes = codes_in(labels[box])
     means = ndimage.mean(body[box], labels[box], codes)
     return {int(c): round(float(m), 4) for c, m in zip(codes, means, strict=True)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from spinemorph.levels import TRAINED_LEVELS, label_box, level_code, level_name
+from spinemorph.levels import TRAINED_LEVELS, label_window, level_code, level_name
 from spinemorph.measure.indices import missing_after
 
 __all__ = ["clean_binary", "consistent_levels", "level_positions", "name_levels", "LevelNaming"]
@@ -282,10 +282,9 @@ class LevelNaming:
 def _sacrum(labels: np.ndarray, lowest: tuple) -> np.ndarray | None:
     """Return the sacrum's mask when an S1 region sits right below the lowest body (one disc apart), else None."""
     s1 = labels == S1
-    found = label_box(s1)
-    if found is None:
+    box = label_window(s1)  # every S1 pixel lies in it: labelling it alone finds the same pieces
+    if box is None:
         return None
-    box = (slice(found[0], found[2]), slice(found[1], found[3]))  # every S1 pixel: labelled in here alone
     comps, _ = ndimage.label(s1[box], structure=_EIGHT)
     areas = np.bincount(comps.ravel())[1:]
     sacrum = np.zeros(labels.shape, bool)
