@@ -150,6 +150,15 @@ def test_training_publishes_a_model_that_the_next_infer_uses(server):
     assert after["model_version"] == stats["version"] and stats["version"].startswith("fixture-1+trained.")
 
 
+def test_a_step_budget_ends_training_after_that_many_steps_whatever_the_epochs(server):
+    """max_steps: a fixed budget per training, however many labels there are (the active-learning bench's rounds)."""
+    c = client(server)
+    c.train_start("spinemorph_levels", {"max_epochs": 100, "max_steps": 3, "batch_size": 2, "lr": 3e-3})
+    finished_training(c)
+    stats = c.info()["train_stats"]["spinemorph_levels"]
+    assert stats["steps"] == 3 and stats["epochs"] <= 3, stats
+
+
 def test_infer_with_output_dicom_answers_the_labelmap_seg_and_sr_in_one_zip(server, studies, tmp_path):
     import zipfile
 

@@ -2,7 +2,8 @@
 
 Training starts from the weights being served (the shipped bundle, or the last published model), holds out a
 validation split, prints one ``SPINEMORPH_TRAIN {json}`` line per epoch (the /train status shows the last
-lines of the run), and replaces the published model atomically when it is done. ``multi_gpu`` runs the same
+lines of the run), and replaces the published model atomically when it is done. It ends after ``max_epochs``, or
+sooner at ``max_steps`` optimiser steps or after ``minutes`` (0: no such limit). ``multi_gpu`` runs the same
 training under torchrun across the visible GPUs.
 """
 
@@ -40,7 +41,7 @@ class SegmentationTrain(TrainTask):
         super().__init__(f"Fine-tune {config.name} ({config.network}, {config.head} head) on the final labels")
         self.cfg = config
         # pretrained=False keeps the served network's architecture and starts from random weights.
-        self.defaults = {"max_epochs": 10, "batch_size": 8, "val_split": 0.2, "lr": 1e-3, "minutes": 0,
+        self.defaults = {"max_epochs": 10, "max_steps": 0, "batch_size": 8, "val_split": 0.2, "lr": 1e-3, "minutes": 0,
                          "pretrained": True, "multi_gpu": False, **(defaults or {})}
 
     def config(self) -> dict:
@@ -68,7 +69,7 @@ class SegmentationTrain(TrainTask):
                              epochs=int(options["max_epochs"]), batch_size=int(options["batch_size"]),
                              lr=float(options["lr"]), val_fraction=float(options["val_split"]),
                              init=str(initial) if as_bool(options["pretrained"]) else None,
-                             time_budget_s=float(options["minutes"]) * 60)
+                             max_steps=int(options["max_steps"]), time_budget_s=float(options["minutes"]) * 60)
         start = time.time()
         if options["multi_gpu"] and torch.cuda.device_count() > 1:
             summary = _torchrun(config, datastore)
@@ -112,7 +113,8 @@ def _torchrun(config: TrainConfig, datastore) -> dict:
            "--features", *map(str, config.kwargs.get("features", (16, 32, 64, 128, 256))),
            "--dropout", str(config.kwargs.get("dropout", 0.0)), "--size", str(config.size), "--epochs",
            str(config.epochs), "--batch", str(config.batch_size), "--lr", str(config.lr), "--val-fraction",
-           str(config.val_fraction), *(["--init", str(config.init)] if config.init else [])]
+           str(config.val_fraction), "--max-steps", str(config.max_steps), "--minutes", str(config.time_budget_s / 60),
+           *(["--init", str(config.init)] if config.init else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise HTTPException(500, f"Multi-GPU training failed: {done.stderr[-1000:]}")
