@@ -110,17 +110,10 @@ class HeldOut:
 
 
 def make_sets(root: Path, args, workers: ProcessPoolExecutor) -> tuple[Path, list[str], list[HeldOut]]:
-    """Write the pool and the test set under ``root`` (the DRRs rendered by ``workers``); return the pool's folder,
-    its ids and the test cases."""
+    """Write the pool and the test set under ``root`` (the DRRs rendered by ``workers`` while this process simulates
+    the films); return the pool's folder, its ids and the test cases."""
     pool, test = root / "pool", root / "test"
-    sacrum = load_spec(args.weights).head == "anchored"  # an anchored head learns to find S1: label it
-    shares = [np.array_split(np.arange(n), len(args.fov)) for n in (args.pool, args.test)]  # per field of view
-    for j, fov in enumerate(args.fov):  # series 1700+j for the pool, 1800+j for the test set: never shared
-        n_pool, n_test = len(shares[0][j]), len(shares[1][j])
-        for n, seed, folder, rate in ((n_pool, 1700 + j, pool, args.fracture_rate), (n_test, 1800 + j, test, 0.5)):
-            if n:
-                simulate_studies(n, seed, folder, SimConfig(size=args.size, fov=fov, fracture_rate=rate,
-                                                            label_sacrum=sacrum), progress=False)
+    done = []
     if args.drr:
         from spinemorph.data.ct_cases import CaseConfig, render_random_drrs
         from spinemorph.data.drr import DrrConfig
@@ -133,8 +126,16 @@ def make_sets(root: Path, args, workers: ProcessPoolExecutor) -> tuple[Path, lis
         done = [workers.submit(render_random_drrs, CT / "cxr.nii.gz", CT / "mask.nii.gz", folder, len(part), config,
                                seed=seed, start=int(part[0]), progress=False)
                 for folder, config, seed, part in chunks if len(part)]
-        for future in done:
-            future.result()
+    sacrum = load_spec(args.weights).head == "anchored"  # an anchored head learns to find S1: label it
+    shares = [np.array_split(np.arange(n), len(args.fov)) for n in (args.pool, args.test)]  # per field of view
+    for j, fov in enumerate(args.fov):  # series 1700+j for the pool, 1800+j for the test set: never shared
+        n_pool, n_test = len(shares[0][j]), len(shares[1][j])
+        for n, seed, folder, rate in ((n_pool, 1700 + j, pool, args.fracture_rate), (n_test, 1800 + j, test, 0.5)):
+            if n:
+                simulate_studies(n, seed, folder, SimConfig(size=args.size, fov=fov, fracture_rate=rate,
+                                                            label_sacrum=sacrum), progress=False)
+    for future in done:
+        future.result()
     cases = [HeldOut(read_radiograph(p), read_labelmap(label_dir(test) / f"{p.stem}.nii.gz")[0],
                       json.loads(truth_path(test, p.stem).read_text())) for p in sorted(test.glob("*.dcm"))]
     return pool, sorted(p.stem for p in pool.glob("*.dcm")), cases
@@ -190,8 +191,11 @@ def submit(url: str, image_id: str, label: Path) -> None:
 
 
 def train(url: str, args, pretrained: bool) -> None:
-    """Run the app's train task to the end (warm-started from the published model when ``pretrained``)."""
-    body = {"max_epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "pretrained": pretrained}
+    """Run the app's train task to the end (warm-started from the published model when ``pretrained``): --steps
+    optimiser steps, a fixed budget per round (an epoch has at least one), or --epochs epochs when --steps is 0."""
+    epochs = args.steps or args.epochs
+    body = {"max_epochs": epochs, "max_steps": args.steps, "batch_size": args.batch, "lr": args.lr,
+            "pretrained": pretrained}
     _ok(requests.post(f"{url}/train/{MODEL}", params={"run_sync": "true"}, json=body, timeout=TIMEOUT))
 
 
@@ -287,7 +291,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=8, help="images labelled at the start")
     parser.add_argument("--m", type=int, default=32, help="images labelled per round")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: pool used up)")
-    parser.add_argument("--epochs", type=int, default=3, help="train epochs per round")
+    parser.add_argument("--steps", type=int, default=16, help="optimiser steps per round, a fixed budget whatever "
+                                                             "the number of labels (0: --epochs epochs instead)")
+    parser.add_argument("--epochs", type=int, default=3, help="train epochs per round when --steps is 0")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--passes", type=int, default=4, help="MC-dropout passes of the epistemic and morphometry "
@@ -304,10 +310,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
     if parser.parse_args().quick:
         parser.set_defaults(pool=24, test=12, seeds=1, strategies=["random", "diverse"], rounds=2, k=4, m=4, drr=0,
-                            epochs=1)
+                            steps=2)
     args = parser.parse_args()
-    if args.k < 2 or args.k >= args.pool or args.m < 1:
-        parser.error("Give 2 <= --k < --pool (training needs two labels) and --m >= 1.")
+    if args.k < 2 or args.k >= args.pool or args.m < 1 or args.steps < 0 or (args.steps == 0 and args.epochs < 1):
+        parser.error("Give 2 <= --k < --pool (training needs two labels), --m >= 1, and --steps >= 1 or --epochs >= 1.")
     return args
 
 
@@ -336,14 +342,16 @@ def main() -> None:
             pool, ids, cases = make_sets(root, args, workers)
             print(f"{len(ids)} pool images, {len(cases)} test images ({time.time() - began:.0f} s to make)",
                   flush=True)
-            loops = [(strategy, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)
-                     for strategy in args.strategies]
+            # the strategies that score each round take longest: started first, no job idles long at the end
+            loops = sorted(((strategy, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)
+                            for strategy in args.strategies), key=lambda loop: loop[0] not in SCORED_BY)
             futures = [workers.submit(run_loop, strategy, seed, pool, ids, cases, root / "runs", args)
                        for strategy, seed in loops]
             runs = []
-            for future in futures:  # in the loops' order, whichever finishes first
+            for future in futures:  # in the order started, whichever finishes first
                 runs.append(future.result())
                 print(f"{runs[-1]['strategy']} seed {runs[-1]['seed']}: {runs[-1]['seconds']:.0f} s", flush=True)
+    runs.sort(key=lambda run: (run["seed"], STRATEGIES.index(run["strategy"])))  # the table's order, as asked
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "active_learning.json"

@@ -44,9 +44,10 @@ def labels_to_reach(labels: np.ndarray, mean: np.ndarray, full: float, higher: b
 
 def report(runs: list[dict], args, minutes: float, png: Path) -> None:
     """Print the table and the goal's verdict; plot the learning curves."""
+    budget = f"{args.steps} steps" if getattr(args, "steps", 0) else f"{args.epochs} epoch(s)"
     print(f"\nLabel efficiency: {args.pool}-image pool ({'+'.join(args.fov)}, {args.size} px"
           f"{f', +{args.drr} DRRs' if args.drr else ''}), {args.test} test images, {args.seeds} seed(s), k={args.k}, "
-          f"m={args.m}, {args.epochs} epoch(s)/round, init {args.init}; {minutes:.1f} min, CPU "
+          f"m={args.m}, {budget}/round, init {args.init}; {minutes:.1f} min, CPU "
           f"({getattr(args, 'jobs', 1)} job(s) x {args.threads} thread(s))")
     reach = {}
     for metric, higher in GOALS.items():
@@ -110,8 +111,8 @@ def plot(runs: list[dict], png: Path) -> None:
 
 
 #: The options that make the pool, the test set and the loop: runs merged from two invocations must share them.
-SAME_SETS = ("pool", "test", "size", "fov", "fracture_rate", "k", "m", "epochs", "batch", "lr", "passes", "init",
-             "drr", "drr_spacing", "weights")
+SAME_SETS = ("pool", "test", "size", "fov", "fracture_rate", "k", "m", "steps", "epochs", "batch", "lr", "passes",
+             "init", "drr", "drr_spacing", "weights")
 
 
 def merged(saved: dict, runs: list[dict], args: argparse.Namespace) -> list[dict]:
