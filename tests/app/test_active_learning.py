@@ -30,7 +30,7 @@ from tests.app.test_server import score, unlabelled
 sys.path.insert(0, str(REPO / "monailabel_app"))  # the app's lib/, for its pure functions
 from lib.activelearning.diversity import k_center_greedy  # noqa: E402
 from lib.activelearning.features import bottleneck_features  # noqa: E402
-from lib.activelearning.scoring import InfoUpdates  # noqa: E402
+from lib.activelearning.scoring import EpistemicScore, InfoUpdates  # noqa: E402
 from lib.activelearning.spread import morphometry_spread  # noqa: E402
 from lib.datastore import SpineMorphDatastore  # noqa: E402
 
@@ -193,3 +193,20 @@ def test_scores_reach_the_datastore_file_in_one_write_when_the_block_ends(twins,
     with InfoUpdates(store, every_s=0) as updates:  # every add written at once
         updates.add(ids[0], {"written": 0.5})
         assert json.loads(open(on_disk).read())["objects"][ids[0]]["image"]["info"]["written"] == 0.5
+
+
+def test_the_epistemic_passes_are_seeded_and_ran_on_the_network_given(twins, tiny_model):
+    """One batched forward under fixed masks: the same score every time, more for the blurred copy than the film
+    (the model's own, read from a file), and the network left without dropout."""
+    from types import SimpleNamespace
+
+    from spinemorph.inference import load_model
+    from spinemorph.io import read_radiograph
+
+    net, spec = load_model(tiny_model)
+    scorer = EpistemicScore(SimpleNamespace(name="tiny"), passes=4)
+    film, blurred = (read_radiograph(twins[0] / f"{name}.dcm").pixels for name in (CLEAN, BLURRED))
+    first = scorer.score(film, net, spec)
+    assert first == scorer.score(film, net, spec) and 0 < first < 1
+    assert scorer.score(blurred, net, spec) > first
+    assert not any(m.training for m in net.modules())

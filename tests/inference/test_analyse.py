@@ -14,6 +14,7 @@ from spinemorph.inference.analyse import analyse, facing_of
 from spinemorph.inference.segment import _confidence, segment, segment_passes
 from spinemorph.io import Radiograph, sagittal_affine
 from spinemorph.networks import mc_dropout
+from spinemorph.transforms import preprocess
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_levels.pt"
 
@@ -102,3 +103,5 @@ def test_passes_share_one_forward_and_each_draws_its_own_dropout_masks():
     assert not np.allclose(sampled[1].foreground, sampled[2].foreground)
     measured = analyse(image, net, spec, segmentation=sampled[0])  # measured from the given answer, not a new one
     assert np.array_equal(measured.labels, sampled[0].labels)
+    prepared = segment_passes(image.pixels, net, spec, prepared=preprocess(image.pixels, spec.preprocessing))[0]
+    assert np.array_equal(prepared.labels, one.labels) and np.allclose(prepared.foreground, one.foreground, atol=1e-5)

@@ -58,6 +58,24 @@ def test_eval_mode_is_deterministic_and_mc_dropout_samples(name):
         assert not net.training and torch.equal(net(x), net(x))  # eval mode restored
 
 
+def test_seeded_mc_dropout_draws_the_same_masks_and_leaves_the_process_generator_alone():
+    net = build_network("mdr2unet", "levels", features=TINY, dropout=0.3)
+    x = torch.randn(1, 1, 64, 64)
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        with mc_dropout(net, seed=1):
+            a = net(x)
+        with mc_dropout(net, seed=1):
+            b = net(x)
+        with mc_dropout(net, seed=2):
+            c = net(x)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert torch.equal(torch.rand(3), expected_next)  # the masks came from a forked generator
+    assert net.training  # built in training mode, and left in it
+
+
 def test_unknown_networks_and_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="Unknown network 'segnet2'"):
         build_network("segnet2")

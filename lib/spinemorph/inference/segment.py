@@ -14,7 +14,7 @@ from spinemorph.inference.model import ModelSpec
 from spinemorph.levels import codes_in, label_window
 from spinemorph.networks import class_to_code
 from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
-from spinemorph.transforms import invert_pad, preprocess
+from spinemorph.transforms import PadGeometry, invert_pad, preprocess
 
 __all__ = ["Segmentation", "segment", "segment_passes"]
 
@@ -62,12 +62,17 @@ def segment(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | t
 
 @torch.no_grad()
 def segment_passes(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
-                   passes: int = 1, postprocess: bool = True) -> list[Segmentation]:
+                   passes: int = 1, postprocess: bool = True,
+                   prepared: tuple[torch.Tensor, PadGeometry] | None = None) -> list[Segmentation]:
     """Return ``passes`` segmentations of one radiograph from one preprocessing and one batched forward: the same
-    answer ``passes`` times, unless ``net`` samples (MC dropout, whose masks differ per batch item)."""
+    answer ``passes`` times, unless ``net`` samples (MC dropout, whose masks differ per batch item).
+
+    ``prepared``: ``preprocess(pixels, spec.preprocessing)``, when the caller has it already (one preprocessing
+    for a pass without dropout and the MC passes after it).
+    """
     times = {}
     start = time.perf_counter()
-    x, geometry = preprocess(pixels, spec.preprocessing)
+    x, geometry = prepared if prepared is not None else preprocess(pixels, spec.preprocessing)
     times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
     batch = x[None].to(device).expand(passes, *x.shape).contiguous()

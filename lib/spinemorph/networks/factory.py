@@ -95,14 +95,25 @@ def count_parameters(net: nn.Module) -> int:
 
 
 @contextmanager
-def mc_dropout(net: nn.Module) -> Iterator[nn.Module]:
-    """Put ``net`` in eval mode with its dropout layers sampling, for Monte Carlo dropout; restore afterwards."""
+def mc_dropout(net: nn.Module, seed: int | None = None) -> Iterator[nn.Module]:
+    """Put ``net`` in eval mode with its dropout layers sampling, for Monte Carlo dropout; restore afterwards.
+
+    ``seed``: draw the block's dropout masks from it, leaving the process's random generators as they were: an
+    input gets the same passes every time, and inputs of one size are compared under the same masks (common random
+    numbers), so that a ranking of them is not the masks' noise.
+    """
     was_training = net.training
     net.eval()
     drops = [m for m in net.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d, nn.Dropout3d))]
     for m in drops:
         m.train()
     try:
-        yield net
+        if seed is None:
+            yield net
+        else:
+            device = next(net.parameters()).device
+            with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                yield net
     finally:
         net.train(was_training)

@@ -24,12 +24,9 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
-import torch
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 
@@ -43,6 +40,7 @@ from spinemorph.inference.segment import segment_passes
 from spinemorph.io import Radiograph, read_radiograph
 from spinemorph.measure import Morphometry
 from spinemorph.networks import mc_dropout
+from spinemorph.transforms import preprocess
 
 __all__ = ["MorphometryScore", "MorphometryUncertainty", "mc_morphometry", "ranked_by_uncertainty", "served_ts",
            "number", "scored_config", "SCORE", "DETAIL", "FEATURES", "DEFAULT_PASSES", "RESET_S"]
@@ -62,15 +60,6 @@ def number(value) -> float | None:
     return float(value)
 
 
-@contextmanager
-def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
-    """Draw the block's random numbers (dropout masks) from ``seed``, leaving the process's generators as they were."""
-    where = torch.device(device)
-    with torch.random.fork_rng(devices=[where.index or 0] if where.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
 def mc_morphometry(image: Radiograph, net, spec, passes: int = DEFAULT_PASSES, device: str = "cpu",
                    facing_model: FacingModel | None = None,
                    seed: int = SEED) -> tuple[Analysis, list[Morphometry], np.ndarray]:
@@ -79,14 +68,17 @@ def mc_morphometry(image: Radiograph, net, spec, passes: int = DEFAULT_PASSES, d
 
     The dropout masks come from ``seed``: an image scores the same every time, and images of one size are
     compared under the same masks (common random numbers), so that their ranking is not the masks' noise. The
-    passes share one preprocessing and one batched forward (each batch item draws its own masks).
+    passes share one batched forward (each batch item draws its own masks), and the preprocessing of the served
+    pass.
     """
+    prepared = preprocess(image.pixels, spec.preprocessing)
     with bottleneck_features(net) as vectors:
-        served = analyse(image, net, spec, device, facing_model)
+        first = segment_passes(image.pixels, net, spec, device, prepared=prepared)[0]
+    served = analyse(image, net, spec, device, facing_model, segmentation=first)
     facing = served.morphometry.facing
     fixed = replace(image, facing=facing) if facing else image
-    with mc_dropout(net), seeded(seed, device):
-        sampled = segment_passes(image.pixels, net, spec, device, passes)
+    with mc_dropout(net, seed):
+        sampled = segment_passes(image.pixels, net, spec, device, passes, prepared=prepared)
     results = [analyse(fixed, net, spec, device, segmentation=seg).morphometry for seg in sampled]
     return served, results, vectors[-1]
 

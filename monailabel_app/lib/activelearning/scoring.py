@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 
@@ -18,6 +19,8 @@ from spinemorph.transforms import preprocess
 __all__ = ["LevelDice", "EpistemicScore", "InfoUpdates", "mean_dice"]
 
 log = logging.getLogger(__name__)
+
+SEED = 0  # of the epistemic passes' dropout masks
 
 
 class InfoUpdates:
@@ -86,7 +89,9 @@ class LevelDice(ScoringMethod):
 class EpistemicScore(ScoringMethod):
     """Entropy of the mean of N MC-dropout predictions per unlabelled image, normalised to [0, 1].
 
-    The epistemic strategy then serves the image the model is least sure of.
+    The epistemic strategy then serves the image the model is least sure of. The passes run as one batched forward
+    of a private copy of the served network (an infer running meanwhile keeps its dropout off), with masks drawn
+    from a fixed seed: an image scores the same every time, and images are ranked under the same masks.
     """
 
     def __init__(self, config: SegmentationConfig, passes: int = 8) -> None:
@@ -94,17 +99,17 @@ class EpistemicScore(ScoringMethod):
         self.cfg, self.passes = config, passes
 
     @torch.no_grad()
-    def score(self, pixels: np.ndarray, device: str = "cpu") -> float:
-        """Return the normalised predictive entropy of one radiograph."""
-        net, spec = self.cfg.model(device)
+    def score(self, pixels: np.ndarray, net: torch.nn.Module, spec, device: str = "cpu") -> float:
+        """Return the normalised predictive entropy of one radiograph (``net`` is put in dropout mode meanwhile:
+        pass a private copy)."""
         x, _ = preprocess(pixels, spec.preprocessing)
-        x = x[None].to(device)
-        with mc_dropout(net):
+        batch = x[None].to(device).expand(self.passes, *x.shape).contiguous()
+        with mc_dropout(net, SEED):
             if spec.head == "binary":
-                probs = torch.stack([torch.sigmoid(net(x)) for _ in range(self.passes)]).mean(0)
+                probs = torch.sigmoid(net(batch)).mean(0, keepdim=True)
                 probs = torch.cat([1 - probs, probs], dim=1)
             else:
-                probs = torch.stack([torch.softmax(net(x), dim=1) for _ in range(self.passes)]).mean(0)
+                probs = torch.softmax(net(batch), dim=1).mean(0, keepdim=True)
         entropy = -(probs * torch.log(probs.clamp_min(1e-8))).sum(1) / np.log(probs.shape[1])
         return float(entropy.mean())
 
@@ -112,6 +117,8 @@ class EpistemicScore(ScoringMethod):
         device = SegmentationConfig.device(request.get("device"))
         weights = self.cfg.weights()
         stamp = weights.stat().st_mtime if weights is not None else 0
+        shared, spec = self.cfg.model(device)
+        net = copy.deepcopy(shared)  # dropout on a copy: infers share the served network
         result = {}
         with InfoUpdates(datastore) as updates:
             for image_id in datastore.get_unlabeled_images():
@@ -119,7 +126,7 @@ class EpistemicScore(ScoringMethod):
                 if info.get("epistemic_model_ts") == stamp:
                     continue  # already scored by this model
                 pixels = read_radiograph(datastore.get_image_uri(image_id)).pixels
-                result[image_id] = self.score(pixels, device)
+                result[image_id] = self.score(pixels, net, spec, device)
                 updates.add(image_id, {"epistemic_entropy": result[image_id], "epistemic_model_ts": stamp,
                                        "epistemic_ts": int(time.time())})
         log.info("Epistemic scores: %s", result)
