@@ -24,13 +24,13 @@ labels/final, the same for every strategy); random's draws are the server's own.
 (``--init scratch``: ``pretrained=false``, random weights of --weights' architecture). Each round then: refresh the
 strategy's scores (``POST /scoring/epistemic`` or ``/scoring/morphometry``, which diverse reads too); m times, as an
 annotator works, ``POST /activelearning/<strategy>`` (diverse with ``{"m": m}``) and submit that image's truth with
-``PUT /datastore/label`` (no annotation_seconds); ``POST /train/spinemorph_levels`` with max_epochs, batch_size and
-lr, warm-started from the model the last round published; evaluate. Scoring and training run with
-``run_sync=true``: the app's tasks in the server process, without the ~6 s subprocess start of a background train.
-Evaluation runs here, on the published model (``spinemorph.inference.segment``, ``measure_radiograph``,
-``spinemorph.evaluation``): body Dice, level accuracy (true bodies whose predicted label is their level), VCR MAE
-(points, over the vertebrae found) and grade-1 sensitivity (true grade >= 1 graded >= 1; missed ones count). The
-loop ends when the pool is used up, or after --rounds rounds.
+``PUT /datastore/label`` (no annotation_seconds); ``POST /train/spinemorph_levels`` with max_steps (a fixed
+budget per round), batch_size and lr, warm-started from the model the last round published; evaluate. Scoring and
+training run with ``run_sync=true``: the app's tasks in the server process, without the ~6 s subprocess start of a
+background train. Evaluation runs here, on the published model (``spinemorph.inference.segment``,
+``measure_radiograph``, ``spinemorph.evaluation``): body Dice, level accuracy (true bodies whose predicted label is
+their level), VCR MAE (points, over the vertebrae found) and grade-1 sensitivity (true grade >= 1 graded >= 1;
+missed ones count). The loop ends when the pool is used up, or after --rounds rounds.
 
 Seeds can be run apart and put together: --first-seed 2 --seeds 1 --merge adds seed 2 to the runs already in
 --out's active_learning.json (made with the same pool and loop options) and reports them all.
@@ -41,13 +41,14 @@ cut them short). The table gives, per strategy, the labels its mean curve over s
 bench/out/active_learning.png (learning curves, mean ± sd over seeds) and bench/out/active_learning.json.
 
 Default size: 5 strategies x 3 seeds x 6 rounds of 32 on a 200-image pool (160 simulated, 40 CT-DRRs), 8 labelled
-at the start, 58 test images: 66 min on a 2-core CPU with 2 jobs, over the 60 minutes aimed at (7 min rendering the
-DRRs; the loops' time summed over both jobs: training 50 min, scoring 40 (morphometry ~0.4 s per unlabelled image
-and round on one thread), picking and submitting 13, evaluation 10). ``--drr 0 --pool 120 --m 16`` is the
+at the start, 16 optimiser steps of 8 images per round, 58 test images: 50.5 min on a 2-core CPU with 2 jobs (6.75
+min making the sets, most of it rendering the 50 DRRs; the loops' time summed over both jobs: scoring 35 min,
+training 28, picking and submitting 12, evaluation 8.5). With 3 epochs a round instead (``--steps 0``), the
+training grew with the labels and the same run took 66 min. ``--drr 0 --pool 120 --m 16 --steps 0`` is the
 simulated pool measured before (58 min with one 2-thread loop at a time). A GPU-sized run (512 px, the shipped
 model, a larger pool, more rounds, more DRRs):
 
-    .venv/bin/python bench/active_learning.py --size 512 --pool 600 --test 120 --k 20 --m 40 --epochs 5 \\
+    .venv/bin/python bench/active_learning.py --size 512 --pool 600 --test 120 --k 20 --m 40 --steps 64 \\
         --batch 16 --passes 8 --weights sample-apps/spinemorph_levels --drr 120 --jobs 1 --threads 16
 """
 
