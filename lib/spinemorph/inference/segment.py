@@ -16,7 +16,7 @@ from spinemorph.networks import class_to_code
 from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
 from spinemorph.transforms import PadGeometry, invert_pad, preprocess
 
-__all__ = ["Segmentation", "segment", "segment_passes"]
+__all__ = ["Segmentation", "segment", "segment_passes", "pass_probabilities"]
 
 
 @dataclass
@@ -39,6 +39,14 @@ def _probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
         p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=1)
     return torch.softmax(logits, dim=1)
+
+
+def pass_probabilities(x: torch.Tensor, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
+                       passes: int = 1) -> torch.Tensor:
+    """Return the class probabilities (passes, C, h, w), on the CPU, of a preprocessed input (1, h, w) from one
+    batched forward of ``passes`` copies of it (alike, unless ``net`` samples: MC dropout)."""
+    batch = x[None].to(device).expand(passes, *x.shape).contiguous()
+    return _probabilities(net(batch), spec.head).float().cpu()  # to the CPU waits for a GPU to finish
 
 
 def _confidence(labels: np.ndarray, body: np.ndarray) -> dict[int, float]:
@@ -75,8 +83,7 @@ def segment_passes(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: 
     x, geometry = prepared if prepared is not None else preprocess(pixels, spec.preprocessing)
     times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    batch = x[None].to(device).expand(passes, *x.shape).contiguous()
-    probs = _probabilities(net(batch), spec.head).float().cpu()  # to the CPU waits for a GPU to finish
+    probs = pass_probabilities(x, net, spec, device, passes)
     times["network_s"] = time.perf_counter() - start
     return [_on_grid(p, geometry, spec, postprocess, dict(times)) for p in probs]
 

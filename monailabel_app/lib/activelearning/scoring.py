@@ -12,6 +12,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from lib.configs.segmentation import SegmentationConfig
+from spinemorph.inference.segment import pass_probabilities
 from spinemorph.io import read_labelmap, read_radiograph
 from spinemorph.networks import mc_dropout
 from spinemorph.transforms import preprocess
@@ -103,13 +104,8 @@ class EpistemicScore(ScoringMethod):
         """Return the normalised predictive entropy of one radiograph (``net`` is put in dropout mode meanwhile:
         pass a private copy)."""
         x, _ = preprocess(pixels, spec.preprocessing)
-        batch = x[None].to(device).expand(self.passes, *x.shape).contiguous()
         with mc_dropout(net, SEED):
-            if spec.head == "binary":
-                probs = torch.sigmoid(net(batch)).mean(0, keepdim=True)
-                probs = torch.cat([1 - probs, probs], dim=1)
-            else:
-                probs = torch.softmax(net(batch), dim=1).mean(0, keepdim=True)
+            probs = pass_probabilities(x, net, spec, device, self.passes).mean(0, keepdim=True)
         entropy = -(probs * torch.log(probs.clamp_min(1e-8))).sum(1) / np.log(probs.shape[1])
         return float(entropy.mean())
 
