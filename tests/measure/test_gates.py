@@ -89,3 +89,16 @@ def test_stages_that_disagree_on_an_outline_withdraw_its_grade():
     assert graded(result) == {"T12": 0, "L1": 0, "L2": None, "L3": 0, "L4": 0}
     assert result.by_level()["L2"].flags[-2:] == ["low_confidence", "stages_disagree"]
     assert set(graded(measure(spine(), (0.7, 0.7), "left")).values()) == {0}  # stage 1 alone: no such gate
+
+
+def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbours():
+    tall = spine(L2=(112, 168, 30, 90))  # L2 drawn 56 rows tall, 40 % taller than its neighbours
+    trusted = measure(tall, (1.0, 1.0), "left").by_level()
+    assert trusted["L1"].vcr_percent == pytest.approx(100 * (1 - 40 / 48), abs=1.0)  # against T12 and L2
+    agreement = {19: 0.9, 20: 0.85, 21: 0.3, 22: 0.92, 23: 0.88}  # L2: stage 2 drew something else
+    refused = measure(tall, (1.0, 1.0), "left", agreement=agreement).by_level()
+    assert refused["L2"].genant_grade is None and "stages_disagree" in refused["L2"].flags
+    for level in ("L1", "L3"):  # each measured against its other neighbour alone
+        rec = refused[level]
+        assert rec.vcr_percent == pytest.approx(0.0, abs=1.0) and rec.crush == pytest.approx(1.0, abs=0.01)
+        assert rec.genant_grade == 0 and "one_neighbour" in rec.flags

@@ -30,7 +30,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 from spinemorph.measure.records import VertebraRecord
 
-__all__ = ["Gates", "DEFAULT_GATES", "gate_records", "segment_statistics", "solidity", "GATE_FLAGS"]
+__all__ = ["Gates", "DEFAULT_GATES", "gate_records", "implausible_alone", "segment_statistics", "solidity",
+           "GATE_FLAGS"]
 
 GATE_FLAGS = ("not_solid", "implausible_size", "no_neighbour", "points_outside", "low_model_confidence",
               "stages_disagree")
@@ -131,15 +132,17 @@ def _outside(rec: VertebraRecord, mask: np.ndarray, origin: tuple[int, int]) -> 
 
 
 def segment_statistics(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
-                       agreement: dict[int, float] | None = None) -> dict[int, dict]:
+                       agreement: dict[int, float] | None = None, exclude: set[int] | frozenset = frozenset()
+                       ) -> dict[int, dict]:
     """Return, per measured record (by index), what the gates judge: solidity, the area, depth and tallest-height
     ratios to the neighbours' median (None without neighbours), the furthest station outside the segment (px),
-    the model confidence (None when unknown) and whether the segment was fragmented."""
+    the model confidence (None when unknown) and whether the segment was fragmented. Records in ``exclude`` are
+    nobody's neighbour."""
     measured = [i for i, r in enumerate(records) if r.points]
     out = {}
     for i in measured:
         rec, body = records[i], bodies[i]
-        near = [j for j in measured if j != i and abs(j - i) <= 2]
+        near = [j for j in measured if j != i and abs(j - i) <= 2 and j not in exclude]
         tallest_mm, depth_mm = _size_mm(rec)
         out[i] = {"fragmented": "fragmented" in rec.flags, "solidity": solidity(body.mask),
                   "area": _ratio(float(body.mask.sum()), [float(bodies[j].mask.sum()) for j in near]),
@@ -151,17 +154,18 @@ def segment_statistics(records: list[VertebraRecord], bodies: list, confidence: 
     return out
 
 
-def _reasons(stats: dict, gates: Gates) -> list[str]:
+def _reasons(stats: dict, gates: Gates, alone: bool = False) -> list[str]:
+    """Return the gates a segment fails; ``alone``: only those judged without its neighbours."""
     reasons = []
     if stats["fragmented"] or stats["solidity"] < gates.solidity:
         reasons.append("not_solid")
     bounds = ((stats["area"], gates.area), (stats["depth"], gates.depth), (stats["height"], gates.height))
-    if any(r is not None and not lo <= r <= hi for r, (lo, hi) in bounds):
+    if not alone and any(r is not None and not lo <= r <= hi for r, (lo, hi) in bounds):
         reasons.append("implausible_size")
     elif any(v is not None and not gates.size_mm[0] <= v <= gates.size_mm[1]
              for v in (stats["tallest_mm"], stats["depth_mm"])):
         reasons.append("implausible_size")
-    if gates.neighbour and not stats["neighbours"]:
+    if not alone and gates.neighbour and not stats["neighbours"]:
         reasons.append("no_neighbour")
     if stats["outside_px"] > gates.point_tolerance_px:
         reasons.append("points_outside")
@@ -172,16 +176,27 @@ def _reasons(stats: dict, gates: Gates) -> list[str]:
     return reasons
 
 
+def implausible_alone(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
+                      gates: Gates = DEFAULT_GATES, agreement: dict[int, float] | None = None) -> set[int]:
+    """Return the indices of the records whose segment fails a gate that needs no neighbour (not solid, a size
+    no body has, a station outside it, low model confidence, the stages disagreeing). Such a segment is no
+    reference for its neighbours' VCR, crush index and size checks: a shadow beside a sound body made it look
+    collapsed (VCR 50 % on held-out calibration simulations)."""
+    return {i for i, stats in segment_statistics(records, bodies, confidence, agreement).items()
+            if _reasons(stats, gates, alone=True)}
+
+
 def gate_records(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
                  facing_uncertain: bool = False, gates: Gates = DEFAULT_GATES,
-                 agreement: dict[int, float] | None = None) -> None:
+                 agreement: dict[int, float] | None = None, exclude: set[int] | frozenset = frozenset()) -> None:
     """Withdraw, in place, the grade of every record whose segment fails a gate; flag it and say why.
 
     ``bodies`` are the records' segments (``spinemorph.measure.bodies.Body``), in the same order; ``confidence``
     maps a level code to the network's mean body probability over its segment; ``agreement`` maps it to the
-    intersection over union of its stage-1 and stage-2 outlines (absent: stage 2 did not run).
+    intersection over union of its stage-1 and stage-2 outlines (absent: stage 2 did not run); the records in
+    ``exclude`` (``implausible_alone``) are nobody's neighbour in the size checks.
     """
-    for i, stats in segment_statistics(records, bodies, confidence, agreement).items():
+    for i, stats in segment_statistics(records, bodies, confidence, agreement, exclude).items():
         rec = records[i]
         reasons = _reasons(stats, gates)
         if facing_uncertain:
