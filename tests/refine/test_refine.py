@@ -70,3 +70,28 @@ def test_a_body_stage_2_cannot_redraw_keeps_its_stage_1_outline():
     assert empty.stages == {19: 1, 20: 1, 21: 1} and np.array_equal(empty.labels, labels)
     huge = refine(np.zeros(labels.shape, np.uint16), labels, Centred(1.9), SPEC)  # more than twice the area
     assert set(huge.stages.values()) == {1} and np.array_equal(huge.labels, labels)
+
+
+class Shifted(Centred):
+    """Stage-2 stand-in that draws its body off centre, toward the crop's right, by ``shift`` of the crop's side."""
+
+    def __init__(self, share: float, shift: float) -> None:
+        super().__init__(share)
+        self.shift = shift
+
+    def forward(self, x):
+        n = x.shape[-1]
+        r = (torch.arange(n) - (n - 1) / 2).abs()
+        c = torch.arange(n) - (n - 1) / 2 - self.shift * n
+        inside = (r[:, None] < self.share * n / 4) & (c[None, :].abs() < self.share * n / 2)
+        return (inside.float() * 20 - 10).expand(x.shape[0], 1, n, n)
+
+
+def test_stage_2_averages_each_crop_with_its_mirror():
+    labels = column()
+    # Alone the stand-in draws 0.8 × 45 = 36 px wide, 4.5 px right of each body's centre; averaged with its mirror
+    # only what both draw stays above one half: 0.6 × 45 = 27 px, centred.
+    done = refine(np.zeros(labels.shape, np.uint16), labels, Shifted(0.8, 0.1), SPEC)
+    for code in (19, 20, 21):
+        cols = np.nonzero(done.labels == code)[1]
+        assert abs(cols.mean() - 29.5) < 0.6 and 25 <= np.ptp(cols) + 1 <= 29, (cols.mean(), np.ptp(cols))
