@@ -44,3 +44,21 @@ def test_agreement_statistics():
     assert pearson_r([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     ba = bland_altman([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
     assert ba["mean"] == 1.0 and ba["lower"] == ba["upper"] == 1.0
+
+
+def test_morphometry_errors_are_also_summarised_over_the_graded_vertebrae_alone():
+    from spinemorph.evaluation.morphometry import compare, summarise
+    from spinemorph.measure import measure
+    from tests.measure.test_gates import spine
+
+    def vertebra(level, code, ha):
+        return {"level": level, "code": code, "truncated": False, "Ha_mm": ha, "Hm_mm": 40.0, "Hp_mm": 40.0,
+                "genant_grade": 0, "deformity": "none"}
+
+    truth = {"vertebrae": [vertebra(n, c, 40.0) for n, c in (("T12", 19), ("L1", 20), ("L2", 21), ("L3", 22),
+                                                               ("L4", 23))]}
+    labels = spine(L2=(112, 168, 30, 90))  # L2 drawn 16 rows too tall, and refused: its stages disagree
+    result = measure(labels, (1.0, 1.0), "left", agreement={19: 0.9, 20: 0.9, 21: 0.3, 22: 0.9, 23: 0.9})
+    out = summarise(compare(result, truth))
+    assert out["refused"] == 1 and out["vertebrae"] == 4
+    assert out["height_mae_graded_mm"] < 0.5 < 3.0 < out["height_mae_mm"]  # L2's 16 mm errors count only in all

@@ -42,6 +42,9 @@ class Pairs:
     kind: list[tuple[str, str]] = field(default_factory=list)
     missed: int = 0
     refused: int = 0  # measured, but not graded (low_confidence, facing_uncertain): heights count, grades do not
+    # the same pairs for the graded vertebrae alone: what a reader who trusts only graded rows gets
+    graded_heights: list[tuple[float, float]] = field(default_factory=list)
+    graded_vcr: list[tuple[float, float]] = field(default_factory=list)
 
 
 def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pairs:
@@ -55,21 +58,25 @@ def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pai
         if m is None or m.Ha_mm is None:
             pairs.missed += 1
             continue
-        for h in pairs.heights:
-            pairs.heights[h].append((t.height(h, "mm"), m.height(h, "mm")))
-        if t.vcr_percent is not None and m.vcr_percent is not None:
-            pairs.vcr.append((t.vcr_percent, m.vcr_percent))
+        heights = [(t.height(h, "mm"), m.height(h, "mm")) for h in pairs.heights]
+        for h, pair in zip(pairs.heights, heights, strict=True):
+            pairs.heights[h].append(pair)
+        vcr = [(t.vcr_percent, m.vcr_percent)] if t.vcr_percent is not None and m.vcr_percent is not None else []
+        pairs.vcr += vcr
         if m.genant_grade is None:
             pairs.refused += 1
             continue
+        pairs.graded_heights += heights
+        pairs.graded_vcr += vcr
         pairs.grade.append((t.genant_grade, m.genant_grade))
         pairs.kind.append((t.deformity, m.deformity))
     return pairs
 
 
 def summarise(pairs: Pairs) -> dict[str, float]:
-    """Return height MAE (mm), VCR MAE (points), VCR r, Bland-Altman limits, Genant kappa and type agreement (over
-    the graded vertebrae), and how many were graded, missed and refused."""
+    """Return height MAE (mm), VCR MAE (points), VCR r (over every measured vertebra, and ``*_graded`` over the
+    graded ones alone), Bland-Altman limits, Genant kappa and type agreement (over the graded vertebrae), and how
+    many were graded, missed and refused."""
     out = {}
     heights = [np.asarray(v, float) for v in pairs.heights.values() if v]
     all_h = np.concatenate(heights) if heights else np.zeros((0, 2))
@@ -77,6 +84,11 @@ def summarise(pairs: Pairs) -> dict[str, float]:
     for h, v in pairs.heights.items():
         v = np.asarray(v, float)
         out[f"{h}_mae_mm"] = float(np.abs(v[:, 1] - v[:, 0]).mean()) if len(v) else float("nan")
+    graded = np.asarray(pairs.graded_heights, float).reshape(-1, 2)
+    out["height_mae_graded_mm"] = float(np.abs(graded[:, 1] - graded[:, 0]).mean()) if len(graded) else float("nan")
+    graded = np.asarray(pairs.graded_vcr, float).reshape(-1, 2)
+    out["vcr_mae_graded_points"] = float(np.abs(graded[:, 1] - graded[:, 0]).mean()) if len(graded) else float("nan")
+    out["vcr_r_graded"] = pearson_r(graded[:, 0], graded[:, 1])
     vcr = np.asarray(pairs.vcr, float).reshape(-1, 2)
     out["vcr_mae_points"] = float(np.abs(vcr[:, 1] - vcr[:, 0]).mean()) if len(vcr) else float("nan")
     out["vcr_r"] = pearson_r(vcr[:, 0], vcr[:, 1])
