@@ -177,3 +177,15 @@ def test_infer_with_output_dicom_answers_the_labelmap_seg_and_sr_in_one_zip(serv
     refused = requests.post(f"{server[0]}/infer/spinemorph_levels", params={"image": "xray-nifti"},
                             files={"params": (None, '{"output": "dicom"}')}, timeout=60)
     assert refused.status_code == 422 and "DICOM" in refused.json()["detail"]
+
+
+def test_the_server_leaves_no_files_of_its_own_in_its_temporary_folder(server, studies, server_tmpdir, tmp_path):
+    c = MONAILabelClient(server[0], tmpdir=str(tmp_path))
+    image = next(p for p in sorted(studies.glob("*.dcm")))
+    c.infer("spinemorph_levels", image.stem, {})
+    c.infer("spinemorph_levels", image.stem, {"output": "dicom"})
+    c.infer("spinemorph_levels", "", {}, file=str(image))  # an upload
+    deadline = time.time() + 10  # the server deletes each answer's file just after sending it
+    while (left := sorted(p.name for p in server_tmpdir.rglob("spinemorph-*"))) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left, left  # a folder per infer task made at import was never removed (one set per server start)

@@ -27,7 +27,6 @@ from spinemorph.levels import TRAINED_LEVELS, level_name
 __all__ = ["HierarchicalInfer", "centre_discs"]
 
 log = logging.getLogger(__name__)
-_RESULTS = tempfile.mkdtemp(prefix="spinemorph-hierarchical-")
 
 
 def centre_discs(shape: tuple[int, int], centres: list[dict]) -> np.ndarray:
@@ -85,7 +84,7 @@ class HierarchicalInfer(InferTask):
             raise HTTPException(503, str(err)) from None
         result = run_hierarchical(image, model, options)
         start = time.perf_counter()
-        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", dir=_RESULTS, delete=False).name
+        out = tempfile.NamedTemporaryFile(prefix="spinemorph-hierarchical-", suffix=".nii.gz", delete=False).name
         labels = result.labels if output == "labels" else centre_discs(image.shape, result.centres)
         write_labelmap(out, labels, image)
         timings = {"load_s": load_s, **result.timings, "write_s": time.perf_counter() - start}

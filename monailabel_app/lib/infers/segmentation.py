@@ -21,7 +21,6 @@ from spinemorph.levels import codes_in, level_name
 __all__ = ["SegmentationInfer"]
 
 log = logging.getLogger(__name__)
-_RESULTS = tempfile.mkdtemp(prefix="spinemorph-infer-")
 
 
 class SegmentationInfer(InferTask):
@@ -70,7 +69,7 @@ class SegmentationInfer(InferTask):
         start = time.perf_counter()
         # A folder of its own: the server deletes the file after answering, and a client on this machine saves
         # its copy under the same name in the system temp folder, which must not be the same file.
-        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", dir=_RESULTS, delete=False).name
+        out = tempfile.NamedTemporaryFile(prefix="spinemorph-infer-", suffix=".nii.gz", delete=False).name
         write_labelmap(out, done.labels, image)
         dicom = {}
         if as_dicom:  # the labelmap, the SEG and the SR in one zip: MONAI Label answers with one file
@@ -95,7 +94,7 @@ def _dicom_zip(labels_file: str, labels, morphometry, source: str) -> tuple[str,
 
     with tempfile.TemporaryDirectory() as tmp:
         written = write_dicom_results(tmp, "result", labels, morphometry, source)
-        out = tempfile.NamedTemporaryFile(suffix=".zip", dir=_RESULTS, delete=False).name
+        out = tempfile.NamedTemporaryFile(prefix="spinemorph-infer-", suffix=".zip", delete=False).name
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.write(labels_file, "labels.nii.gz")
             for kind, path in written.items():

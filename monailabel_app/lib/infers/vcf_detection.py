@@ -24,7 +24,6 @@ from spinemorph.io import write_labelmap
 __all__ = ["VcfDetectionInfer"]
 
 log = logging.getLogger(__name__)
-_RESULTS = tempfile.mkdtemp(prefix="spinemorph-vcf-")
 
 
 class VcfDetectionInfer(InferTask):
@@ -58,7 +57,7 @@ class VcfDetectionInfer(InferTask):
             raise HTTPException(503, str(err)) from None
         result = detect(image.pixels, net, spec, image.spacing_mm, image.facing, threshold, device)
         start = time.perf_counter()
-        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", dir=_RESULTS, delete=False).name
+        out = tempfile.NamedTemporaryFile(prefix="spinemorph-vcf-", suffix=".nii.gz", delete=False).name
         write_labelmap(out, result.labels, image)
         times = {"load_s": load_s, **result.timings, "write_s": time.perf_counter() - start}
         times["total_s"] = sum(times.values())
