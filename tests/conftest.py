@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,15 @@ from spinemorph.inference import load_model
 from spinemorph.io import read_radiograph
 
 FIXTURES = Path(__file__).with_name("fixtures")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_under_basetemp(tmp_path_factory):
+    """Keep the test process's temporary files under pytest's own folder, which pytest prunes: MONAI Label's client
+    writes every answer to a file there and leaves it to the caller (hundreds a run went into /tmp)."""
+    before, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("tempfiles"))
+    yield
+    tempfile.tempdir = before
 
 
 @pytest.fixture(scope="session")
