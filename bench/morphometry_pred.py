@@ -8,9 +8,10 @@ bench/real_anatomy.py's business) and the gates on; a refused grade counts as mi
 
   height MAE, VCR MAE / Pearson r, Genant kappa: spinemorph.evaluation.morphometry against the truth six points,
       over every measured vertebra and (in brackets) over the graded ones alone, the rows a reader may trust;
-  grade-1 sensitivity at per-vertebra specificity >= 98 %: each measured vertebra scored by its worst height
+  grade-1 sensitivity at per-vertebra specificity >= 98 %: each graded vertebra scored by its worst height
       reduction (stage 1, stage 1 + 2) or by the soft vote of bench/vcf_detection.py (mean of the detector's score
-      and the morphometry's probability), the threshold the lowest that keeps 98 % of normal vertebrae below it;
+      and the morphometry's probability), a refused one 0 (no call, as fracture_calls makes none), the threshold
+      the lowest that keeps 98 % of normal vertebrae below it;
   time: a 2048x2048 DICOM DX read, analysed and written, one thread, after model load, median of 5.
 
 Usage: .venv/bin/python bench/morphometry_pred.py [--n-sim 40] [--n-drr 16] [--model sample-apps/spinemorph_levels]
@@ -88,16 +89,18 @@ def run(pairs, net, spec, refiner, detector) -> dict:
             done = analyse(image, net, spec, refiner=ref)
             out[method]["seconds"].append(time.process_time() - start)
             compare(done.morphometry, truth, out[method]["pairs"])
-            mine = [(r, _truth_grade(truth_by[rec.level]), rec.code) for rec in done.morphometry.vertebrae
+            # a refused vertebra (no grade) is no call, as in the product's fracture_calls: it scores 0
+            mine = [(r if rec.genant_grade is not None else 0.0, _truth_grade(truth_by[rec.level]), rec.code,
+                     rec.genant_grade is not None) for rec in done.morphometry.vertebrae
                     if rec.level in truth_by and (r := reduction(rec)) is not None]
-            out[method]["scores"] += mine
+            out[method]["scores"] += [m[:3] for m in mine]
         if detector is not None:  # the soft vote on stage 1 + 2's bodies (the last loop's)
             from spinemorph.detection.inference import detect
 
             det = detect(image.pixels, *detector, image.spacing_mm, image.facing, 0.05, scores_only=True)
             score = {d.code: d.score for d in det.candidates}
-            out["stage 1 + 2 + detector"]["scores"] += [(soft_vote(score.get(code, 0.0), r), grade,
-                                                          code) for r, grade, code in mine]
+            out["stage 1 + 2 + detector"]["scores"] += [(soft_vote(score.get(code, 0.0), r) if graded else 0.0,
+                                                          grade, code) for r, grade, code, graded in mine]
     return out
 
 
