@@ -8,15 +8,9 @@ from tests.app.server import running_server
 
 
 @pytest.fixture(scope="module")
-def server_tmpdir(tmp_path_factory):
-    """The temporary folder (TMPDIR) of the module's server, to see what it leaves there."""
-    return tmp_path_factory.mktemp("server-tmp")
-
-
-@pytest.fixture(scope="module")
-def server(studies, tiny_model, tmp_path_factory, server_tmpdir):
+def server(studies, tiny_model, tmp_path_factory):
     models = tmp_path_factory.mktemp("published")
     conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": tiny_model, "model_dir": models,
             "epistemic_passes": 3}
-    with running_server(studies, conf, models / "server.log", env={"TMPDIR": str(server_tmpdir)}) as url:
+    with running_server(studies, conf, models / "server.log") as url:
         yield url, models

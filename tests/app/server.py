@@ -94,9 +94,9 @@ def wait_until_answering(proc: subprocess.Popen, url: str, log: Path, what: str,
 
 @contextmanager
 def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0,
-                   app: Path = REPO / "monailabel_app", ready: str = "/info/", env: dict[str, str] | None = None):
+                   app: Path = REPO / "monailabel_app", ready: str = "/info/"):
     """Yield the URL of a server of ``app`` started on ``studies`` with ``conf`` (see serving); stop it afterwards."""
-    with serving(studies, conf, log, timeout, app, ready, env=env) as server:
+    with serving(studies, conf, log, timeout, app, ready) as server:
         yield server.url
 
 

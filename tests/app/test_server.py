@@ -179,13 +179,21 @@ def test_infer_with_output_dicom_answers_the_labelmap_seg_and_sr_in_one_zip(serv
     assert refused.status_code == 422 and "DICOM" in refused.json()["detail"]
 
 
-def test_the_server_leaves_no_files_of_its_own_in_its_temporary_folder(server, studies, server_tmpdir, tmp_path):
-    c = MONAILabelClient(server[0], tmpdir=str(tmp_path))
+
+def test_answers_survive_a_client_on_the_same_machine_that_saves_them_in_the_servers_temp_folder(
+        studies, tiny_model, tmp_path):
+    from tests.app.server import serving
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": tiny_model, "model_dir": tmp_path / "models"}
     image = next(p for p in sorted(studies.glob("*.dcm")))
-    c.infer("spinemorph_levels", image.stem, {})
-    c.infer("spinemorph_levels", image.stem, {"output": "dicom"})
-    c.infer("spinemorph_levels", "", {}, file=str(image))  # an upload
-    deadline = time.time() + 10  # the server deletes each answer's file just after sending it
-    while (left := sorted(p.name for p in server_tmpdir.rglob("spinemorph-*"))) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not left, left  # a folder per infer task made at import was never removed (one set per server start)
+    with serving(studies, conf, tmp_path / "server.log", env={"TMPDIR": str(tmp)}) as server:
+        c = MONAILabelClient(server.url, tmpdir=str(tmp))  # MONAI Label's client saves under the server's name
+        answers = [c.infer("spinemorph_levels", image.stem, {})[0],
+                   c.infer("spinemorph_levels", "", {}, file=str(image))[0],  # an upload
+                   c.infer("spinemorph_levels", image.stem, {"output": "dicom"})[0]]
+        time.sleep(1)  # the server deletes its own copy of each answer just after sending it
+        for path in answers[:2]:
+            assert read_labelmap(path)[0].shape[:2] == read_radiograph(image).shape, path
+        assert not [p for p in tmp.glob("spinemorph-results-*/*")]  # the server's own copies, deleted after sending

@@ -20,6 +20,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from lib.configs.hierarchical import HierarchicalConfig
 from lib.configs.segmentation import SegmentationConfig
 from lib.datastore import checked_radiograph
+from lib.infers.results import result_file
 from spinemorph.hierarchical.pipeline import HierarchicalOptions, run_hierarchical
 from spinemorph.io import write_labelmap
 from spinemorph.levels import TRAINED_LEVELS, level_name
@@ -84,7 +85,7 @@ class HierarchicalInfer(InferTask):
             raise HTTPException(503, str(err)) from None
         result = run_hierarchical(image, model, options)
         start = time.perf_counter()
-        out = tempfile.NamedTemporaryFile(prefix="spinemorph-hierarchical-", suffix=".nii.gz", delete=False).name
+        out = result_file("spinemorph-hierarchical-", ".nii.gz")
         labels = result.labels if output == "labels" else centre_discs(image.shape, result.centres)
         write_labelmap(out, labels, image)
         timings = {"load_s": load_s, **result.timings, "write_s": time.perf_counter() - start}

@@ -13,6 +13,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from lib.configs.segmentation import SegmentationConfig
 from lib.datastore import checked_radiograph
+from lib.infers.results import result_file
 from lib.options import as_bool
 from spinemorph.inference.analyse import analyse
 from spinemorph.io import write_labelmap
@@ -67,9 +68,7 @@ class SegmentationInfer(InferTask):
         times.update(done.timings)
         result = done.morphometry
         start = time.perf_counter()
-        # A folder of its own: the server deletes the file after answering, and a client on this machine saves
-        # its copy under the same name in the system temp folder, which must not be the same file.
-        out = tempfile.NamedTemporaryFile(prefix="spinemorph-infer-", suffix=".nii.gz", delete=False).name
+        out = result_file("spinemorph-infer-", ".nii.gz")
         write_labelmap(out, done.labels, image)
         dicom = {}
         if as_dicom:  # the labelmap, the SEG and the SR in one zip: MONAI Label answers with one file
@@ -94,7 +93,7 @@ def _dicom_zip(labels_file: str, labels, morphometry, source: str) -> tuple[str,
 
     with tempfile.TemporaryDirectory() as tmp:
         written = write_dicom_results(tmp, "result", labels, morphometry, source)
-        out = tempfile.NamedTemporaryFile(prefix="spinemorph-infer-", suffix=".zip", delete=False).name
+        out = result_file("spinemorph-infer-", ".zip")
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.write(labels_file, "labels.nii.gz")
             for kind, path in written.items():

@@ -18,6 +18,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from lib.configs.segmentation import SegmentationConfig
 from lib.configs.vcf_detection import DetectionConfig
 from lib.datastore import checked_radiograph
+from lib.infers.results import result_file
 from spinemorph.detection.inference import detect
 from spinemorph.io import write_labelmap
 
@@ -57,7 +58,7 @@ class VcfDetectionInfer(InferTask):
             raise HTTPException(503, str(err)) from None
         result = detect(image.pixels, net, spec, image.spacing_mm, image.facing, threshold, device)
         start = time.perf_counter()
-        out = tempfile.NamedTemporaryFile(prefix="spinemorph-vcf-", suffix=".nii.gz", delete=False).name
+        out = result_file("spinemorph-vcf-", ".nii.gz")
         write_labelmap(out, result.labels, image)
         times = {"load_s": load_s, **result.timings, "write_s": time.perf_counter() - start}
         times["total_s"] = sum(times.values())
