@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from spinemorph.measure import measure
-from spinemorph.measure.gates import solidity
+from spinemorph.measure.gates import _edge, _outside, solidity
+from spinemorph.measure.records import VertebraRecord
 
 ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
 
@@ -64,6 +65,26 @@ def test_solidity_of_shapes():
     ell = square.copy()
     ell[5:10, 10:15] = False  # an L: 75 pixels in a hull of 100 - 12.5 (the cut corner's triangle)
     assert solidity(ell) == 75 / 87.5
+
+
+def test_stations_outside_a_segment_are_as_far_as_a_distance_transform_says():
+    """The distance of the furthest station from the segment (points_outside) comes from the segment's edge pixels:
+    the same values as the distance transform of its box grown by 2 px, infinite beyond that."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mask = ndimage.binary_fill_holes(ndimage.gaussian_filter(rng.random((40, 50)), 3) > 0.5)
+        if not mask.any():
+            continue
+        origin = (int(rng.integers(0, 100)), int(rng.integers(0, 100)))
+        distance = ndimage.distance_transform_edt(~np.pad(mask, 2))
+        for _ in range(30):
+            point = (origin[0] + rng.uniform(-4, 44), origin[1] + rng.uniform(-4, 54))
+            rec = VertebraRecord(level="L1", code=20, points={"superior_anterior": list(point)})
+            r, c = int(round(point[0])) - origin[0] + 2, int(round(point[1])) - origin[1] + 2
+            inside = 0 <= r < distance.shape[0] and 0 <= c < distance.shape[1]
+            assert _outside(rec, mask, origin, _edge(mask)) == (float(distance[r, c]) if inside else np.inf)
 
 
 def test_a_fragment_a_few_millimetres_tall_is_not_graded_even_alone():

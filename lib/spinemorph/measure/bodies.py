@@ -9,6 +9,7 @@ the distance transform, and the bodies are named V1..Vn from the top, or from an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -33,9 +34,9 @@ class Body:
     origin: tuple[int, int]
     flags: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def centroid(self) -> np.ndarray:
-        """Return the (row, col) centroid in image pixels."""
+        """Return the (row, col) centroid in image pixels (computed once: the mask is not changed after)."""
         rows, cols = np.nonzero(self.mask)
         return np.array([rows.mean() + self.origin[0], cols.mean() + self.origin[1]])
 

@@ -9,7 +9,7 @@ import numpy as np
 from spinemorph.conventions import EDGE_MARGIN_PX
 from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
 from spinemorph.measure.facing import infer_facing
-from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records, implausible_alone
+from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records, implausible_alone, segment_shapes
 from spinemorph.measure.geometry import initial_axes, locate_all
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
@@ -114,10 +114,11 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     for rec in records:
         rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
     # A segment that is no plausible body on its own is no neighbour: not a reference for VCR, crush or size.
-    bad = implausible_alone(records, bodies, confidence, gates, agreement)
+    shapes = segment_shapes(records, bodies)  # once, for both passes of the gates
+    bad = implausible_alone(records, bodies, confidence, gates, agreement, shapes)
     pairs = [tuple(None if j in bad else j for j in pair) for pair in neighbours([b.code for b in bodies], centroids)]
     grade_records(records, pairs, "mm" if spacing else "px")
-    gate_records(records, bodies, confidence, facing_uncertain, gates, agreement, exclude=bad)
+    gate_records(records, bodies, confidence, facing_uncertain, gates, agreement, exclude=bad, shapes=shapes)
     return Morphometry(records, facing, facing_source, spacing, flags, facing_confidence, level_naming)
 
 
