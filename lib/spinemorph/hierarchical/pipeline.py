@@ -136,10 +136,16 @@ def paste_back(scores: list[np.ndarray], boxes: list[Box], codes: list[int], sha
     for code, (r0, r1, c0, c1) in windows.items():  # one component per level, holes filled: inside its window
         sub = labels[r0:r1, c0:c1]  # a view: the same result as on the whole image, at a fraction of the cost
         comps, n = ndimage.label(sub == code)
+        if n == 0:
+            continue
+        keep = 1
         if n > 1:
             sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
-            sub[(comps > 0) & (comps != 1 + int(np.argmax(sizes)))] = 0
-        sub[ndimage.binary_fill_holes(sub == code) & (sub == 0)] = code
+            keep = 1 + int(np.argmax(sizes))
+            sub[(comps > 0) & (comps != keep)] = 0
+        # A hole lies inside its piece's own box: fill there, not over the whole (1.5× wider) window.
+        tight = sub[ndimage.find_objects(comps)[keep - 1]]
+        tight[ndimage.binary_fill_holes(tight == code) & (tight == 0)] = code
     return labels
 
 

@@ -24,10 +24,14 @@ MARGIN = 1.5
 _S1 = level_code("S1")
 
 
-def body_boxes(labels: np.ndarray, margin: float = MARGIN) -> list[tuple[int, Box]]:
-    """Return (code, box) for every vertebral body of a labelmap (the sacrum left out), top to bottom."""
+def body_boxes(labels: np.ndarray, margin: float = MARGIN, objects: list | None = None) -> list[tuple[int, Box]]:
+    """Return (code, box) for every vertebral body of a labelmap (the sacrum left out), top to bottom;
+    ``objects``: ``ndimage.find_objects(labels)`` when the caller has it."""
+    labels = np.asarray(labels)
+    if objects is None:
+        objects = ndimage.find_objects(labels if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int64))
     out = []
-    for code, sl in enumerate(ndimage.find_objects(np.asarray(labels).astype(np.int64)), start=1):
+    for code, sl in enumerate(objects, start=1):
         if sl is None or code == _S1:
             continue
         rows, cols = np.nonzero(labels[sl] == code)

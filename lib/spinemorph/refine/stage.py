@@ -71,11 +71,13 @@ def _probabilities(net: nn.Module, x: torch.Tensor, device) -> np.ndarray:
 
 
 def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSpec,
-           device: str | torch.device = "cpu") -> Refinement:
-    """Return stage 1's ``labels`` (VerSe codes on the grid of ``pixels``) with every body redrawn by stage 2."""
+           device: str | torch.device = "cpu", prepared: np.ndarray | None = None) -> Refinement:
+    """Return stage 1's ``labels`` (VerSe codes on the grid of ``pixels``) with every body redrawn by stage 2;
+    ``prepared``: ``normalised(pixels)`` when the caller has it."""
     start = time.perf_counter()
-    boxes = body_boxes(labels)
-    x = crop_inputs(normalised(pixels), [b for _, b in boxes], spec.preprocessing)
+    old_at = ndimage.find_objects(labels)
+    boxes = body_boxes(labels, objects=old_at)
+    x = crop_inputs(normalised(pixels) if prepared is None else prepared, [b for _, b in boxes], spec.preprocessing)
     crops_s = time.perf_counter() - start
     start = time.perf_counter()
     probs = _probabilities(net, x, device)
@@ -85,7 +87,7 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
     redrawn = paste_back(list(probs), [b for _, b in boxes], codes, labels.shape)
     out = np.where(labels == _S1, labels, 0).astype(np.uint8)
     stages, confidence, agreement, windows = {}, {}, {}, {}
-    old_at, new_at = ndimage.find_objects(labels), ndimage.find_objects(redrawn)
+    new_at = ndimage.find_objects(redrawn)
     for code, p in zip(codes, probs, strict=True):
         window = windows[code] = _union(_at(old_at, code), _at(new_at, code))  # both outlines lie inside it
         new, old = redrawn[window] == code, labels[window] == code
