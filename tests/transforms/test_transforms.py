@@ -85,6 +85,15 @@ def test_preprocess_is_one_definition_for_every_stage(radiograph):
     assert set(torch.unique(d["label"]).tolist()) <= {0.0, 1.0}
 
 
+def test_a_film_normalised_once_preprocesses_to_the_same_input_for_every_network(radiograph):
+    stored = (radiograph * 4095).astype(np.uint16)
+    film = NormalizeRadiograph()(torch.as_tensor(stored.astype(np.float32))[None])[0].numpy()
+    for size in (64, 96):
+        x, g = preprocess(stored, Preprocessing(size=size))
+        again, g_again = preprocess(film, Preprocessing(size=size), normalised=True)
+        assert torch.equal(x, again) and g == g_again
+
+
 def test_augmentation_keeps_labels_integral_and_can_flip_the_facing(radiograph):
     torch.manual_seed(0)
     aug = train_augmentation()

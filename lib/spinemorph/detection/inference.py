@@ -93,15 +93,17 @@ def _candidates(raw: dict, spec: DetectorSpec, geometry: PadGeometry) -> list[De
 
 @torch.no_grad()
 def detect(pixels: np.ndarray, net: VcfMaskRCNN, spec: DetectorSpec, spacing=None, facing: str | None = None,
-           threshold: float = 0.5, device: str | torch.device = "cpu", scores_only: bool = False) -> DetectionResult:
+           threshold: float = 0.5, device: str | torch.device = "cpu", scores_only: bool = False,
+           normalised: np.ndarray | None = None) -> DetectionResult:
     """Return the fractures found on an (H, W) radiograph, with an instance labelmap on its grid and a verdict.
 
     ``scores_only``: the candidates and the verdict alone, for a caller that reads only the scores (the fusion with
     the segmentation's morphometry): no mask is pasted or graded, ``labels`` stays empty and ``morphometry`` None.
+    ``normalised``: ``spinemorph.refine.crops.normalised(pixels)`` when the caller has it.
     """
     times = {}
     start = time.perf_counter()
-    x, geometry = preprocess(pixels, spec.preprocessing)
+    x, geometry = preprocess(pixels if normalised is None else normalised, spec.preprocessing, normalised is not None)
     times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
     raw = {k: v.cpu() for k, v in net.eval()(x[None].to(device))[0].items()}

@@ -17,12 +17,14 @@ import torch
 from torch import nn
 
 from spinemorph.inference.model import ModelSpec
-from spinemorph.inference.segment import Segmentation, segment
+from spinemorph.inference.segment import Segmentation, segment_passes
 from spinemorph.io import Radiograph
 from spinemorph.levels import codes_in
 from spinemorph.measure import Morphometry, measure
 from spinemorph.measure.gates import DEFAULT_GATES, Gates
+from spinemorph.refine.crops import normalised
 from spinemorph.refine.stage import refine
+from spinemorph.transforms import preprocess
 
 __all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "load_detector_beside", "FACING_FILE"]
 
@@ -103,13 +105,24 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone);
     ``detector`` (the fracture detector and its spec) adds its opinion on each vertebra and the combined call;
     ``segmentation``: stage 1's answer when it is already made (``segment_passes``), else ``net`` makes it."""
-    seg = segmentation or segment(image.pixels, net, spec, device)
-    timings = dict(seg.timings)
+    # One normalisation of the film for every network that reads it (stage 1, stage 2's crops, the detector).
+    refiner = refiner if spec.head != "binary" else None
+    start = time.perf_counter()
+    film = normalised(image.pixels) if segmentation is None or refiner or detector else None
+    normalise_s = time.perf_counter() - start
+    if segmentation is None:
+        start = time.perf_counter()
+        prepared = preprocess(film, spec.preprocessing, normalised=True)
+        preprocess_s = time.perf_counter() - start
+        segmentation = segment_passes(image.pixels, net, spec, device, prepared=prepared)[0]
+        segmentation.timings["preprocess_s"] = preprocess_s
+    seg = segmentation
+    timings = {"normalise_s": normalise_s, **seg.timings}
     labels, confidence = seg.labels, dict(seg.confidence)
     stages = dict.fromkeys(codes_in(labels), 1)  # stage 1 drew every outline, unless stage 2 redraws it
     agreement = None
-    if refiner is not None and spec.head != "binary":
-        done = refine(image.pixels, seg.labels, *refiner, device)
+    if refiner is not None:
+        done = refine(image.pixels, seg.labels, *refiner, device, prepared=film)
         labels, stages, agreement = done.labels, done.stages, done.agreement
         confidence.update(done.confidence)
         timings.update(done.timings)
@@ -128,7 +141,8 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
         from spinemorph.inference.fusion import fracture_calls
 
         start = time.perf_counter()
-        found = detect(image.pixels, *detector, image.spacing_mm, facing, 0.05, device, scores_only=True)
+        found = detect(image.pixels, *detector, image.spacing_mm, facing, 0.05, device, scores_only=True,
+                       normalised=film)
         scores: dict[int, float] = {}
         for d in found.candidates:
             scores[d.code] = max(scores.get(d.code, 0.0), d.score)
