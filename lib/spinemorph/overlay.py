@@ -6,9 +6,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from spinemorph.levels import codes_in, is_level_code, level_color, level_name
+from spinemorph.levels import codes_in, is_level_code, label_window, level_color, level_name
 
-__all__ = ["GRADE_COLORS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
+__all__ = ["GRADE_COLORS", "PNG_OPTIONS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
+
+#: How overlays are written: zlib level 1, a 1024-row overlay in 0.06 s instead of Pillow's default level 6 in
+#: 0.26 s, 8 % larger (measured on a 2048² simulated film, 2026-12-03).
+PNG_OPTIONS = {"compress_level": 1}
 
 #: Genant grade 0-3: green, yellow, orange, red.
 GRADE_COLORS: dict[int, tuple[int, int, int]] = {
@@ -26,10 +30,10 @@ def to_rgb(image: np.ndarray, scale: float = 1.0) -> Image.Image:
     img = np.asarray(image, dtype=np.float32)
     lo, hi = np.percentile(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)], [0.5, 99.5])
     gray = (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
-    pic = Image.fromarray(gray).convert("RGB")
-    if scale != 1.0:
+    pic = Image.fromarray(gray)
+    if scale != 1.0:  # resized gray, then made RGB: the same pixels as the other way round, a third of the work
         pic = pic.resize((max(1, round(pic.width * scale)), max(1, round(pic.height * scale))), Image.BILINEAR)
-    return pic
+    return pic.convert("RGB")
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -44,20 +48,29 @@ def draw_labels(pic: Image.Image, labels: np.ndarray, alpha: float = 0.35, names
     scale = pic.height / labels.shape[0]
     lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(pic.size, Image.NEAREST)) if scale != 1 else labels
     rgb = np.asarray(pic, dtype=np.float32).copy()
+    # Everything happens in the labels' box grown by 2 px (the erosion and the 3×3 dilation look one pixel out, and
+    # only zeros lie beyond the box; the picture's own edge stays an edge): the same picture, a fraction of the work.
+    box = label_window(lab)
+    if box is None:
+        return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    box = tuple(slice(max(b.start - 2, 0), min(b.stop + 2, n)) for b, n in zip(box, lab.shape, strict=True))
+    lab, view = lab[box], rgb[box]
     codes = codes_in(lab)
     palette = np.zeros((256, 3), np.float32)
     for c in codes:
         palette[c] = level_color(c) if is_level_code(c) else (255, 255, 255)
     mask = lab > 0
-    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * palette[lab[mask]]
+    view[mask] = (1 - alpha) * view[mask] + alpha * palette[lab[mask]]
     edge = mask & ~ndimage.binary_erosion(mask) | (ndimage.grey_dilation(lab, size=3) != lab) & mask
-    rgb[edge] = palette[lab[edge]]
+    view[edge] = palette[lab[edge]]
     out = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
     if names:
         draw = ImageDraw.Draw(out)
         font = _font(max(10, pic.height // 60))
+        where = ndimage.find_objects(lab)
         for c in codes:
-            rows, cols = np.nonzero(lab == c)
+            rows, cols = np.nonzero(lab[where[c - 1]] == c)
+            rows, cols = rows + where[c - 1][0].start + box[0].start, cols + where[c - 1][1].start + box[1].start
             text = level_name(c) if is_level_code(c) else str(c)
             draw.text((int(cols.max()) + 4, int(rows.mean())), text, fill=tuple(int(v) for v in palette[c]), font=font,
                       anchor="lm", stroke_width=2, stroke_fill=(0, 0, 0))

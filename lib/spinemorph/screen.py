@@ -148,8 +148,9 @@ def _screen_one(film: Film, out: Path, models, device: str, dicom: bool, store: 
     folder.mkdir(parents=True, exist_ok=True)
     write_labelmap(folder / "labels.nii.gz", analysis.labels, image)
     from spinemorph.measure.report import overlay_picture
+    from spinemorph.overlay import PNG_OPTIONS
 
-    overlay_picture(analysis.morphometry, analysis.labels, image.pixels).save(folder / "overlay.png")
+    overlay_picture(analysis.morphometry, analysis.labels, image.pixels).save(folder / "overlay.png", **PNG_OPTIONS)
     record = _result_record(film, analysis, identity)
     if dicom and image.meta.get("format") == "dicom":
         from spinemorph.io.dicom_results import write_dicom_results

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.measure.records import Morphometry
-from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
+from spinemorph.overlay import PNG_OPTIONS, draw_labels, draw_measurements, fit_height, to_rgb
 
 __all__ = ["write_outputs", "overlay_picture"]
 
@@ -34,5 +34,5 @@ def write_outputs(result: Morphometry, out_dir: str | Path, stem: str, labels: n
     paths = {k: out / f"{stem}.morphometry.{k}" for k in ("json", "csv", "png")}
     paths["json"].write_text(json.dumps({**result.to_dict(), **(extra or {})}, indent=1))
     result.write_csv(paths["csv"])
-    overlay_picture(result, labels, image).save(paths["png"])
+    overlay_picture(result, labels, image).save(paths["png"], **PNG_OPTIONS)
     return paths
