@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import time
 
 import nibabel as nib
@@ -188,6 +190,10 @@ def test_answers_survive_a_client_on_the_same_machine_that_saves_them_in_the_ser
     tmp.mkdir()
     conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": tiny_model, "model_dir": tmp_path / "models"}
     image = next(p for p in sorted(studies.glob("*.dcm")))
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (tmp / f"spinemorph-results-{ended.pid}-old").mkdir()  # left by a server stopped with SIGTERM
+    (tmp / f"spinemorph-results-{os.getpid()}-live").mkdir()  # a running process's
     with serving(studies, conf, tmp_path / "server.log", env={"TMPDIR": str(tmp)}) as server:
         c = MONAILabelClient(server.url, tmpdir=str(tmp))  # MONAI Label's client saves under the server's name
         answers = [c.infer("spinemorph_levels", image.stem, {})[0],
@@ -197,3 +203,11 @@ def test_answers_survive_a_client_on_the_same_machine_that_saves_them_in_the_ser
         for path in answers[:2]:
             assert read_labelmap(path)[0].shape[:2] == read_radiograph(image).shape, path
         assert not [p for p in tmp.glob("spinemorph-results-*/*")]  # the server's own copies, deleted after sending
+        assert not (tmp / f"spinemorph-results-{ended.pid}-old").exists()
+        assert (tmp / f"spinemorph-results-{os.getpid()}-live").is_dir()
+        (first,) = tmp.glob(f"spinemorph-results-{server.proc.pid}-*")
+    # SIGTERM ends the server before its exit hooks run: its folder stays until the next server answers.
+    assert first.is_dir()
+    with serving(studies, conf, tmp_path / "server2.log", env={"TMPDIR": str(tmp)}) as server:
+        MONAILabelClient(server.url, tmpdir=str(tmp_path)).infer("spinemorph_levels", image.stem, {})
+        assert not first.exists() and (tmp / f"spinemorph-results-{os.getpid()}-live").is_dir()
