@@ -72,6 +72,11 @@ def test_scores_only_gives_the_same_candidates_without_pasting_or_grading(tiny_d
         assert all(d.genant_grade is None for d in lean.detections)
         graded += full.morphometry is not None
     assert graded >= 2  # the fractured images' candidates were pasted and graded by the full call
+    x = torch.rand(1, 1, 320, 320)
+    with torch.no_grad():
+        heads, boxes = net.eval()(x)[0], net(x, masks=False)[0]
+    assert set(heads) == {"boxes", "scores", "classes", "masks", "semantic"}  # scores_only skips the last two
+    assert set(boxes) == {"boxes", "scores", "classes"} and all(torch.equal(boxes[k], heads[k]) for k in boxes)
 
 
 def test_training_from_random_weights_lowers_the_loss_and_writes_loadable_checkpoints(tiny_detector, tmp_path):

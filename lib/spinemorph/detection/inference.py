@@ -106,7 +106,7 @@ def detect(pixels: np.ndarray, net: VcfMaskRCNN, spec: DetectorSpec, spacing=Non
     x, geometry = preprocess(pixels if normalised is None else normalised, spec.preprocessing, normalised is not None)
     times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    raw = {k: v.cpu() for k, v in net.eval()(x[None].to(device))[0].items()}
+    raw = {k: v.cpu() for k, v in net.eval()(x[None].to(device), masks=not scores_only)[0].items()}
     times["network_s"] = time.perf_counter() - start
     start = time.perf_counter()
     candidates = _candidates(raw, spec, geometry)

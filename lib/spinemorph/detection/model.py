@@ -102,7 +102,8 @@ class VcfMaskRCNN(nn.Module):
 
     ``forward(images (B, 1, S, S), targets)`` returns a dict of losses; in eval mode ``forward(images)``
     returns one dict per image: boxes (N, 4, row0 col0 row1 col1), scores (N,), classes (N, 1-based),
-    masks (N, 28, 28) probabilities over each box and, with the semantic head, semantic (H, W) level classes.
+    masks (N, 28, 28) probabilities over each box and, with the semantic head, semantic (H, W) level classes;
+    ``forward(images, masks=False)``: boxes, scores and classes alone (the mask and semantic heads skipped).
     A target holds boxes (M, 4), classes (M,: class, 0 normal body, -1 ignore), masks (M, S, S) and, for the
     semantic head, semantic (S, S) level classes.
 
@@ -123,16 +124,17 @@ class VcfMaskRCNN(nn.Module):
         self.roi_heads = RoIHeads(fpn_channels, classes, STRIDES, box_hidden=box_hidden)
         self.semantic = SemanticHead(fpn_channels, len(LEVEL_CLASSES)) if semantic else None
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None, masks: bool = True):
         if images.ndim != 4 or images.shape[-1] % 32 or images.shape[-2] % 32:
             raise ValueError(f"Images must be (B, 1, H, W) with H and W multiples of 32, not {tuple(images.shape)}.")
         if self.training and targets is None:
             raise ValueError("In training mode the detector needs targets; call .eval() to detect.")
         features = self.backbone(images)
         proposals, losses = self.rpn(images, features, targets)
-        detections, roi_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]), targets)
+        detections, roi_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]), targets, masks)
         if targets is None:
-            if self.semantic is not None:  # every body's level: the neighbours a detected mask is graded among
+            # every body's level: the neighbours a detected mask is graded among
+            if self.semantic is not None and masks:
                 levels = self.semantic(features[0], tuple(images.shape[-2:])).argmax(1).to(torch.uint8)
                 for detection, level in zip(detections, levels, strict=True):
                     detection["semantic"] = level

@@ -60,11 +60,12 @@ class RoIHeads(nn.Module):
         self.detections_per_image = detections_per_image
 
     def forward(self, features: list[torch.Tensor], proposals: list[torch.Tensor], size: tuple[int, int],
-                targets: list[dict] | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
-        """Return the detections of each image (inference) or the second-stage losses (with ``targets``)."""
+                targets: list[dict] | None = None, masks: bool = True) -> tuple[list[dict], dict[str, torch.Tensor]]:
+        """Return the detections of each image (inference; ``masks=False``: boxes, scores and classes alone) or the
+        second-stage losses (with ``targets``)."""
         if targets is not None:
             return [], self._losses(features, proposals, targets)
-        return self._detect(features, proposals, size), {}
+        return self._detect(features, proposals, size, masks), {}
 
     def _jittered(self, gt: torch.Tensor) -> torch.Tensor:
         """Return ``jitter`` copies of each box, shifted and scaled by up to 10 % of its size: early positives."""
@@ -131,7 +132,8 @@ class RoIHeads(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, truth.float())
 
     @torch.no_grad()
-    def _detect(self, features: list[torch.Tensor], proposals: list[torch.Tensor], size) -> list[dict]:
+    def _detect(self, features: list[torch.Tensor], proposals: list[torch.Tensor], size, masks: bool = True
+                ) -> list[dict]:
         logits, deltas = self.box_head(self.box_pool(features, proposals))
         probs = torch.softmax(logits, dim=1)
         boxes = clip_boxes(self.coder.decode_single(deltas, torch.cat(proposals)), size) if len(probs) else deltas
@@ -146,6 +148,8 @@ class RoIHeads(nn.Module):
             keep = keep[nms(b[keep], scores[keep], classes[keep], self.nms_threshold)]
             keep = keep[scores[keep].argsort(descending=True)][: self.detections_per_image]
             out.append({"boxes": b[keep], "scores": scores[keep], "classes": classes[keep]})
+        if not masks:
+            return out
         masks = self.mask_head(self.mask_pool(features, [o["boxes"] for o in out])) if any(
             len(o["boxes"]) for o in out) else features[0].new_zeros((0, 1, 1))
         for o, m in zip(out, masks.sigmoid().split([len(o["boxes"]) for o in out]), strict=True):
