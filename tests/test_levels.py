@@ -78,3 +78,20 @@ def test_the_box_and_window_around_every_labelled_pixel():
     window = label_window(labels)
     assert window == (slice(1, 5), slice(2, 7)) and (labels[window] > 0).sum() == (labels > 0).sum()
     assert label_box(np.zeros((3, 3))) is None and label_window(np.zeros((3, 3))) is None
+
+
+def test_find_objects_and_fill_holes_are_scipys_own_answers_faster():
+    from scipy import ndimage
+
+    from spinemorph.levels import fill_holes, find_objects
+
+    rng = np.random.default_rng(0)
+    for i in range(600):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = ndimage.gaussian_filter(rng.random((h, w)), 1.5) > 0.5 if i % 2 else rng.random((h, w)) < 0.6
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+        labels = ((rng.random((h, w)) < 0.05) * rng.integers(0, 28, (h, w))).astype(np.uint8)
+        assert find_objects(labels) == ndimage.find_objects(labels)
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7], ring[4, 4] = True, False
+    assert fill_holes(ring)[4, 4] and not fill_holes(ring[:, 4:])[4, 0]  # on the edge: no hole

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = [
     "LEVELS",
@@ -17,6 +18,8 @@ __all__ = [
     "codes_in",
     "label_box",
     "label_window",
+    "find_objects",
+    "fill_holes",
 ]
 
 #: VerSe level codes. T13 and L6 are the transitional levels; they sit between T12/L1 and L5/S1.
@@ -123,3 +126,29 @@ def label_window(labels: np.ndarray) -> tuple[slice, slice] | None:
     """Return ``label_box`` as the slices that cut it out (``labels[window]``), or None when nothing is labelled."""
     box = label_box(labels)
     return None if box is None else (slice(box[0], box[2]), slice(box[1], box[3]))
+
+
+def find_objects(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
+    """Return ``ndimage.find_objects(labels)`` (an integer labelmap), searched only inside ``label_window``: the
+    same slices, in a fraction of the time when the labels cover a small part of the image (a spine on a film)."""
+    window = label_window(labels)
+    if window is None:
+        return []
+    return [None if found is None else tuple(slice(f.start + w.start, f.stop + w.start)
+                                             for f, w in zip(found, window, strict=True))
+            for found in ndimage.find_objects(labels[window])]
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Return ``ndimage.binary_fill_holes(mask)`` (2D, its default structure): the mask with every background
+    region that does not reach the array's edge (4-connected, as there) filled. One labelling instead of a
+    dilation run to convergence: the same pixels, several times faster on a vertebral body's box."""
+    mask = np.asarray(mask, bool)
+    background, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    hole = np.ones(n + 1, bool)
+    hole[0] = False  # the mask itself
+    for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
+        hole[edge] = False
+    return mask | hole[background]

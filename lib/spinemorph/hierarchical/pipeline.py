@@ -20,7 +20,7 @@ from spinemorph.hierarchical.centres import Candidate, find_centres, name_centre
 from spinemorph.hierarchical.inputs import FitGeometry, full_resolution, pose_input
 from spinemorph.hierarchical.levelset import LevelSetOptions, refine_mask
 from spinemorph.hierarchical.model import HierarchicalModel
-from spinemorph.levels import TRAINED_LEVELS, level_name
+from spinemorph.levels import TRAINED_LEVELS, fill_holes, level_name
 from spinemorph.measure import Morphometry, measure_radiograph
 
 __all__ = ["HierarchicalOptions", "HierarchicalResult", "locate", "segment_boxes", "refine_scores", "paste_back",
@@ -145,7 +145,7 @@ def paste_back(scores: list[np.ndarray], boxes: list[Box], codes: list[int], sha
             sub[(comps > 0) & (comps != keep)] = 0
         # A hole lies inside its piece's own box: fill there, not over the whole (1.5× wider) window.
         tight = sub[ndimage.find_objects(comps)[keep - 1]]
-        tight[ndimage.binary_fill_holes(tight == code) & (tight == 0)] = code
+        tight[fill_holes(tight == code) & (tight == 0)] = code
     return labels
 
 

@@ -14,7 +14,15 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage
 
-from spinemorph.levels import ANATOMICAL_ORDER, is_level_code, level_below, level_code, level_name
+from spinemorph.levels import (
+    ANATOMICAL_ORDER,
+    fill_holes,
+    find_objects,
+    is_level_code,
+    level_below,
+    level_code,
+    level_name,
+)
 
 __all__ = ["Body", "find_bodies", "checked_labelmap", "present_values", "MIN_AREA_FRACTION"]
 
@@ -75,7 +83,7 @@ def find_bodies(labels: np.ndarray, binary: bool | None = None,
     ``binary`` forces the reading of value 1 (None: a map whose only value is 1 is a binary mask).
     ``anchor`` names the lowest body of a binary mask (e.g. "L5").
     """
-    slices = ndimage.find_objects(labels)
+    slices = find_objects(labels)
     values = present_values(labels, slices)
     bad = [v for v in values if not is_level_code(v)]
     if bad:
@@ -100,7 +108,7 @@ def find_bodies(labels: np.ndarray, binary: bool | None = None,
             if np.sort(areas)[-2] > MIN_AREA_FRACTION * areas.max():
                 body_flags.append("fragmented")
             crop = comps == keep
-        crop = ndimage.binary_fill_holes(crop)
+        crop = fill_holes(crop)
         bodies.append(Body(level_name(code), code, crop, (sl[0].start, sl[1].start), body_flags))
     bodies.sort(key=lambda b: b.centroid[0])
     if anchor is not None:

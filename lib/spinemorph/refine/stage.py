@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from spinemorph.hierarchical.pipeline import paste_back
 from spinemorph.inference.model import ModelSpec
-from spinemorph.levels import level_code
+from spinemorph.levels import find_objects, level_code
 from spinemorph.refine.crops import body_boxes, crop_inputs, normalised
 
 __all__ = ["Refinement", "refine", "REFINER_FILE"]
@@ -75,7 +74,7 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
     """Return stage 1's ``labels`` (VerSe codes on the grid of ``pixels``) with every body redrawn by stage 2;
     ``prepared``: ``normalised(pixels)`` when the caller has it."""
     start = time.perf_counter()
-    old_at = ndimage.find_objects(labels)
+    old_at = find_objects(labels)
     boxes = body_boxes(labels, objects=old_at)
     x = crop_inputs(normalised(pixels) if prepared is None else prepared, [b for _, b in boxes], spec.preprocessing)
     crops_s = time.perf_counter() - start
@@ -87,7 +86,7 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
     redrawn = paste_back(list(probs), [b for _, b in boxes], codes, labels.shape)
     out = np.where(labels == _S1, labels, 0).astype(np.uint8)
     stages, confidence, agreement, windows = {}, {}, {}, {}
-    new_at = ndimage.find_objects(redrawn)
+    new_at = find_objects(redrawn)
     for code, p in zip(codes, probs, strict=True):
         window = windows[code] = _union(_at(old_at, code), _at(new_at, code))  # both outlines lie inside it
         new, old = redrawn[window] == code, labels[window] == code
