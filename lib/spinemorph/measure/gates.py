@@ -126,10 +126,10 @@ def _ratio(value: float | None, others: list[float | None]) -> float | None:
 
 
 def _outside(rec: VertebraRecord, mask: np.ndarray, origin: tuple[int, int], edge: np.ndarray) -> float:
-    """Return how far (px) the six-point station furthest from the segment lies outside it: 0 on it, the distance
-    to its nearest pixel off it (within 2 px of its box; further, infinity). The nearest pixel of a mask to a point
-    off it is an edge pixel (``edge = _edge(mask)``), so a few hundred distances replace a distance transform of
-    the box: the same values, 10-20× faster."""
+    """Return how far (px) the six-point station furthest from the segment lies outside it: 0 for a station on
+    it, else the distance to the segment's nearest pixel (infinity for a station more than 2 px beyond its box).
+    The pixel of a mask nearest to a point off it is an edge pixel (``edge = _edge(mask)``), so a few hundred
+    distances replace a distance transform of the box, with the same values."""
     rows, cols = np.nonzero(edge)
     worst = 0.0
     for point in rec.points.values():
