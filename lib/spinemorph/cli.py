@@ -134,7 +134,7 @@ def _segment(args: argparse.Namespace) -> None:
     refiner = None if args.stage1_only else load_refiner(args.model, args.device)
     detector = None if args.no_detector else load_detector_beside(args.model, args.device)
     analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector)
-    seg, result = analysis.segmentation, analysis.morphometry
+    result = analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,9 +153,10 @@ def _segment(args: argparse.Namespace) -> None:
 
         dicom = write_dicom_results(out, stem, analysis.labels, result, args.image)
     done = time.perf_counter()
+    steps = ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in analysis.timings.items())
     print(result.table())
     print(f"{image.shape[0]}×{image.shape[1]} px: model load {loaded - start:.2f} s, image read {read - loaded:.2f} s, "
-          f"segment + measure {measured - read:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in seg.timings.items())}), "
+          f"segment + measure {measured - read:.2f} s ({steps}), "
           f"write {done - measured:.2f} s; total {done - start:.2f} s on {args.device}")
     print(f"Model {model['path']} version {model['version']}, weights SHA-256 {model['sha256']}")
     print(f"Wrote {out / (stem + '.labels.nii.gz')} (the image's geometry) and {stem}.morphometry.json/.csv/.png")
