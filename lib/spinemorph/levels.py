@@ -18,6 +18,7 @@ __all__ = [
     "codes_in",
     "label_box",
     "label_window",
+    "grow_window",
     "find_objects",
     "fill_holes",
 ]
@@ -126,6 +127,12 @@ def label_window(labels: np.ndarray) -> tuple[slice, slice] | None:
     """Return ``label_box`` as the slices that cut it out (``labels[window]``), or None when nothing is labelled."""
     box = label_box(labels)
     return None if box is None else (slice(box[0], box[2]), slice(box[1], box[3]))
+
+
+def grow_window(window: tuple[slice, slice], shape: tuple[int, int], pad: int = 2) -> tuple[slice, slice]:
+    """Return a window grown by ``pad`` pixels on every side within an image of ``shape``, so a crop keeps a margin
+    of background."""
+    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(window, shape, strict=True))
 
 
 def find_objects(labels: np.ndarray) -> list[tuple[slice, slice] | None]:

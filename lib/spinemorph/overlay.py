@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from spinemorph.levels import codes_in, is_level_code, label_window, level_color, level_name
+from spinemorph.levels import codes_in, grow_window, is_level_code, label_window, level_color, level_name
 
 __all__ = ["GRADE_COLORS", "PNG_OPTIONS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
 
@@ -53,7 +53,7 @@ def draw_labels(pic: Image.Image, labels: np.ndarray, alpha: float = 0.35, names
     box = label_window(lab)
     if box is None:
         return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
-    box = tuple(slice(max(b.start - 2, 0), min(b.stop + 2, n)) for b, n in zip(box, lab.shape, strict=True))
+    box = grow_window(box, lab.shape, 2)
     lab, view = lab[box], rgb[box]
     codes = codes_in(lab)
     palette = np.zeros((256, 3), np.float32)

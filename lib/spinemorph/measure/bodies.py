@@ -18,6 +18,7 @@ from spinemorph.levels import (
     ANATOMICAL_ORDER,
     fill_holes,
     find_objects,
+    grow_window,
     is_level_code,
     level_below,
     level_code,
@@ -98,7 +99,7 @@ def find_bodies(labels: np.ndarray, binary: bool | None = None,
         if code in _IGNORED:
             flags.append(f"ignored_{level_name(code)}")
             continue
-        sl = _grow(slices[code - 1], labels.shape)
+        sl = grow_window(slices[code - 1], labels.shape)
         crop = labels[sl] == code
         comps, n = ndimage.label(crop, structure=_EIGHT)
         body_flags = []
@@ -114,11 +115,6 @@ def find_bodies(labels: np.ndarray, binary: bool | None = None,
     if anchor is not None:
         flags.append("anchor_ignored_for_level_codes")
     return bodies, flags
-
-
-def _grow(sl: tuple[slice, slice], shape: tuple[int, int], pad: int = 2) -> tuple[slice, slice]:
-    """Return a bounding box grown by ``pad`` pixels within the image, so crops keep a background margin."""
-    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl, shape, strict=True))
 
 
 def _binary_bodies(mask: np.ndarray, anchor: str | None) -> tuple[list[Body], list[str]]:
@@ -139,7 +135,7 @@ def _binary_bodies(mask: np.ndarray, anchor: str | None) -> tuple[list[Body], li
     for i, sl in enumerate(slices, start=1):
         if sl is None:
             continue
-        sl = _grow(sl, split.shape)
+        sl = grow_window(sl, split.shape)
         bodies.append(Body("", None, split[sl] == i, (sl[0].start, sl[1].start)))
     bodies.sort(key=lambda b: b.centroid[0])
     _name(bodies, anchor)

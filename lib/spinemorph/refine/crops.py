@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from spinemorph.hierarchical.boxes import Box, crop_patch
-from spinemorph.levels import level_code
+from spinemorph.levels import find_objects, level_code
 from spinemorph.transforms import Preprocessing
 from spinemorph.transforms.intensity import ClaheGaussian, NormalizeRadiograph
 
@@ -26,10 +25,10 @@ _S1 = level_code("S1")
 
 def body_boxes(labels: np.ndarray, margin: float = MARGIN, objects: list | None = None) -> list[tuple[int, Box]]:
     """Return (code, box) for every vertebral body of a labelmap (the sacrum left out), top to bottom;
-    ``objects``: ``ndimage.find_objects(labels)`` when the caller has it."""
+    ``objects``: ``spinemorph.levels.find_objects(labels)`` when the caller has it."""
     labels = np.asarray(labels)
     if objects is None:
-        objects = ndimage.find_objects(labels if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int64))
+        objects = find_objects(labels if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int64))
     out = []
     for code, sl in enumerate(objects, start=1):
         if sl is None or code == _S1:
