@@ -69,6 +69,16 @@ def test_bad_arguments_give_a_clear_error_and_exit_status_2(tmp_path, args, mess
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").glob("*.dcm"))
 
 
+def test_the_command_line_parses_without_torch_or_monai():
+    """Every sub-command's parser is built at each call: none may import torch or MONAI (seconds) to do it, so a
+    bad argument is reported at once."""
+    code = ("import sys; from spinemorph.cli import _parser; _parser(); "
+            "bad = [m for m in ('torch', 'monai', 'scipy', 'skimage') if m in sys.modules]; print(bad); "
+            "sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_labelled_fraction_leaves_the_rest_for_annotation(tmp_path):
     main(["simulate", "--n", "4", "--seed", "3", "--out", str(tmp_path), "--labelled-fraction", "0.5"])
     images = sorted(tmp_path.glob("*.dcm"))
