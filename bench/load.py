@@ -310,7 +310,8 @@ def main() -> None:
         ids = make_studies(tmp / "studies", args.n_saves + 2, args.size)
         conf = {"models": MODEL, f"{MODEL}_weights": args.weights, "model_dir": tmp / "models",
                 "infer_concurrency": args.infer_concurrency}
-        with serving(tmp / "studies", conf, tmp / "server.log") as server, \
+        with serving(tmp / "studies", conf, tmp / "server.log",  # scoring on, as a server runs by default
+                     env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"}) as server, \
                 memory_sampler(server.proc.pid) as samples:
             outcomes = run_scenarios(server.url, tmp / "studies", ids, args.n_infers, args.n_saves,
                                      args.epochs or None, args.train_saves)

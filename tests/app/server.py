@@ -47,16 +47,21 @@ def serving(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120
     no login when authentication is on, such as "/auth/"); stop it and every process it started afterwards.
 
     The server runs in a session of its own, as a service manager starts it, so that its train and batch
-    subprocesses share its process group (see kill_group). ``wrap`` rewrites the command line (e.g. to run it
-    under ``unshare``); ``env`` adds to its environment.
+    subprocesses share its process group (see kill_group). Its temporary files go to a folder beside ``log``:
+    MONAI Label leaves some behind (dataset zips, its log configuration). MONAI Label's automatic scoring (every
+    scoring method in a subprocess at start, after each next sample and after each training) is off unless ``env``
+    turns it on: a test that needs scores asks for them, and the subprocesses would hold the 2 cores of CI for
+    nothing. ``wrap`` rewrites the command line (e.g. to run it under ``unshare``); ``env`` adds to its environment.
     """
     port = free_port()
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
            str(studies), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in conf.items():
         cmd += ["--conf", key, str(value)]
+    tmp = log.with_name(f"{log.name}.tmp")  # the server's temporary files (MONAI Label leaves some) under pytest's
+    tmp.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MONAI_LABEL_SESSIONS": "false", "PYTHONUNBUFFERED": "1",
-           **(env or {})}
+           "TMPDIR": str(tmp), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", **(env or {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(wrap(cmd) if wrap else cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
                                 start_new_session=True)
@@ -94,9 +99,9 @@ def wait_until_answering(proc: subprocess.Popen, url: str, log: Path, what: str,
 
 @contextmanager
 def running_server(studies: Path, conf: dict[str, str], log: Path, timeout: float = 120.0,
-                   app: Path = REPO / "monailabel_app", ready: str = "/info/"):
+                   app: Path = REPO / "monailabel_app", ready: str = "/info/", env: dict[str, str] | None = None):
     """Yield the URL of a server of ``app`` started on ``studies`` with ``conf`` (see serving); stop it afterwards."""
-    with serving(studies, conf, log, timeout, app, ready) as server:
+    with serving(studies, conf, log, timeout, app, ready, env=env) as server:
         yield server.url
 
 

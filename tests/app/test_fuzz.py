@@ -51,20 +51,20 @@ def _config(url: str) -> schemathesis.Config:
 
 @pytest.fixture(scope="module")
 def fuzz_server(studies, tiny_model, tmp_path_factory):
-    """A server as users run it (deletes refused), the studies' file hashes before the fuzzing, the URL."""
+    """A server as users run it (deletes refused, automatic scoring on), the studies' file hashes before the
+    fuzzing, the URL."""
     models = tmp_path_factory.mktemp("fuzz_published")
     conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": tiny_model, "model_dir": models,
             "epistemic_passes": 2, "allow_delete": "false"}
     before = _study_files(studies)
-    with running_server(studies, conf, models / "server.log") as url:
+    with running_server(studies, conf, models / "server.log", env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"}) as url:
         yield url, studies, before
 
 
 @pytest.fixture(scope="module")
 def api_schema(fuzz_server):
     url = fuzz_server[0]
-    return schemathesis.openapi.from_url(f"{url}/openapi.json", config=_config(url)).exclude(
-        path_regex=LONG_RUNNING, method="POST")
+    return schemathesis.openapi.from_url(f"{url}/openapi.json", config=_config(url))
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +75,10 @@ def _node_id_for_schemathesis(request):
         request.node._nodeid = request.node.nodeid
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# The filter goes here: schemathesis 4.32 builds the tests from the fixture's schema with the filters of its config
+# and of this lazy schema, and drops the fixture schema's own (an exclude() there let batch infers through, whose
+# "original" labels then failed the check below whenever they finished before it).
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex=LONG_RUNNING, method="POST")
 
 
 @schema.parametrize()
