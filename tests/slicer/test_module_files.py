@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import py_compile
 import re
+import tempfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from tests.slicer.conftest import MODULE, REPO, run_in_slicer_python
 
@@ -66,3 +68,4 @@ def test_the_in_module_test_asserts_on_the_logic_output():
     done = run_in_slicer_python(MODULE.parents[1] / "tests" / "slicer" / "run_selftest.py", timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "Ran 1 test" in done.stderr and "OK" in done.stderr
+    assert not list(Path(tempfile.gettempdir()).glob("SpineMorphTest-*"))  # its work folder is removed
