@@ -115,7 +115,8 @@ def main() -> None:
                      "model_dir": tmp / "models"}
         with running_server(tmp / "studies", ours_conf, tmp / "ours.log") as ours_url, \
                 running_server(tmp / "studies", {}, tmp / "stock.log", app=stock) as stock_url:
-            ours, theirs = MONAILabelClient(ours_url), MONAILabelClient(stock_url)
+            # the client saves each answer in its tmpdir and leaves it there: this run's folder, removed at the end
+            ours, theirs = MONAILabelClient(ours_url, tmpdir=str(tmp)), MONAILabelClient(stock_url, tmpdir=str(tmp))
             _rounds(ours, "spinemorph_levels", image_id, {})  # warm-up: first model load, first ITK read
             _rounds(theirs, "stock_unet", image_id, {"result_extension": ".nii.gz"})
             ours_t, lean_t, theirs_t, stages = [], [], [], []
