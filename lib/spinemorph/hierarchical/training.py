@@ -43,6 +43,7 @@ class StageConfig:
         fovs: keep only cases whose truth JSON names one of these fields of view (None: all cases).
         jitter: patch networks: centre moves, as a fraction of the gap to the neighbours.
         init: weights to start from (a model.pt of the same network and head).
+        defects: stage 2 only: share of the training crops given a film defect (``spinemorph.refine.train``).
     """
 
     out: str
@@ -60,6 +61,7 @@ class StageConfig:
     jitter: float = 0.15
     fovs: tuple[str, ...] | None = None
     init: str | None = None
+    defects: float = 0.0
 
     def spec(self) -> ModelSpec:
         """Return the spec of the network this run trains."""

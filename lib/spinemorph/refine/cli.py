@@ -22,7 +22,8 @@ def _train(args: argparse.Namespace) -> None:
     config = StageConfig(out=args.out, network=args.network, head="binary", kwargs={"features": tuple(args.features)},
                          size=args.size, batch_size=args.batch, lr=args.lr, max_steps=args.steps,
                          minutes=args.minutes, eval_every=args.eval_every, val_fraction=args.val_fraction,
-                         seed=args.seed, jitter=args.jitter, init=args.init)
+                         seed=args.seed, jitter=args.jitter, init=args.init,
+                         defects=args.defects)
     print(json.dumps(train_refiner(config, find_cases(*args.studies)), indent=1, default=str))
 
 
@@ -43,5 +44,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--jitter", type=float, default=0.08, help="crop centre moves, as a share of the crop side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start from these weights (a refine-train model.pt)")
+    p.add_argument("--defects", type=float, default=0.0,
+                   help="share of the training crops given a film defect: low-dose noise, a dark ramp, burned-in text")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.set_defaults(run=_train)
