@@ -22,8 +22,7 @@ def _train(args: argparse.Namespace) -> None:
     config = StageConfig(out=args.out, network=args.network, head="binary", kwargs={"features": tuple(args.features)},
                          size=args.size, batch_size=args.batch, lr=args.lr, max_steps=args.steps,
                          minutes=args.minutes, eval_every=args.eval_every, val_fraction=args.val_fraction,
-                         seed=args.seed, jitter=args.jitter, init=args.init,
-                         defects=args.defects)
+                         seed=args.seed, jitter=args.jitter, init=args.init, defects=args.defects)
     print(json.dumps(train_refiner(config, find_cases(*args.studies)), indent=1, default=str))
 
 
