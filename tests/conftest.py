@@ -20,10 +20,14 @@ FIXTURES = Path(__file__).with_name("fixtures")
 
 @pytest.fixture(scope="session", autouse=True)
 def temporary_files_under_basetemp(tmp_path_factory):
-    """Keep the test process's temporary files under pytest's own folder, which pytest prunes: MONAI Label's client
-    writes every answer to a file there and leaves it to the caller (hundreds a run went into /tmp)."""
-    before, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("tempfiles"))
-    yield
+    """Keep the temporary files of the test process and of every process it starts under pytest's own folder, which
+    pytest prunes: MONAI Label's client writes every answer to a file there and leaves it to the caller (hundreds a
+    run went into /tmp), and Chromium's profile and torchrun's folder were left behind too."""
+    folder = str(tmp_path_factory.mktemp("tempfiles"))
+    before, tempfile.tempdir = tempfile.tempdir, folder
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TMPDIR", folder)
+        yield
     tempfile.tempdir = before
 
 
