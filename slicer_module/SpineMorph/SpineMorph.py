@@ -361,9 +361,7 @@ class SpineMorphTest(ScriptedLoadableModuleTest):
     def test_measure_labelmap_and_drag_a_point(self) -> None:
         """A 35 % wedge at L3 is grade 2; pulling L2's anterior point down 30 % makes L2 a grade 2 wedge."""
         self.delayDisplay("Measuring a synthetic L1-L5 labelmap")
-        workdir = tempfile.TemporaryDirectory(prefix="SpineMorphTest-")  # removed when the test ends
-        self.addCleanup(workdir.cleanup)
-        logic = SpineMorphLogic(workdir=workdir.name)
+        logic = SpineMorphLogic(workdir=self.enterContext(tempfile.TemporaryDirectory(prefix="SpineMorphTest-")))
         from spinemorph.io import Radiograph, display_affine
         from SpineMorphLib import nodes
         from SpineMorphLib.sample import box_spine
