@@ -4,7 +4,9 @@ apart from the training series and from bench/real_anatomy.py's).
 
 Every predicted segment is measured with the gates wide open; a segment is a true body when at least half of it lies
 in one truth body and it covers at least half of that body. The suggested thresholds keep 99 % of true bodies on
-each side of each gate; the table shows how many false segments each would stop.
+each side of each gate; the table shows how many false segments each would stop. For the ``implausible_shape``
+gate, which judges a segment's heights rather than whether it is a body, it also counts the fracture grades given
+(gates open) beyond and within its bound, false (no fracture under the segment) and true.
 
 Usage: .venv/bin/python bench/calibrate_gates.py [--model PATH] [--n-sim 100] [--n-drr 24]
 Writes bench/out/calibrate_gates.json and bench/out/calibrate_gates.png.
@@ -35,7 +37,9 @@ from spinemorph.measure.bodies import find_bodies  # noqa: E402
 from spinemorph.measure.gates import Gates, segment_statistics  # noqa: E402
 
 OPEN = Gates.open()
-STATS = ("solidity", "area", "depth", "height", "outside_px", "confidence", "tallest_mm", "depth_mm", "agreement")
+STATS = ("solidity", "area", "depth", "height", "outside_px", "confidence", "tallest_mm", "depth_mm", "agreement",
+         "front_back")
+HIGH = ("outside_px", "front_back")  # gates with an upper bound alone
 
 
 def collect(model: Path, cases) -> list[dict]:
@@ -52,10 +56,12 @@ def collect(model: Path, cases) -> list[dict]:
         stats = segment_statistics(done.morphometry.vertebrae, bodies, done.segmentation.confidence, agreement)
         for i, s in stats.items():
             mine = labels == done.morphometry.vertebrae[i].code
-            best = max(((float((mine & m).sum()), m) for m in case.masks.values()), key=lambda t: t[0]) \
-                if case.masks else (0.0, None)
+            best = max(((float((mine & m).sum()), m, lvl) for lvl, m in case.masks.items()), key=lambda t: t[0]) \
+                if case.masks else (0.0, None, None)
             true = best[1] is not None and best[0] >= 0.5 * mine.sum() and best[0] >= 0.5 * best[1].sum()
-            rows.append({**s, "true": bool(true), "case": case.name})
+            grade = done.morphometry.vertebrae[i].genant_grade  # with the gates open: what the geometry says
+            rows.append({**s, "true": bool(true), "case": case.name, "grade": grade,
+                         "truth_grade": case.grades.get(best[2], 0) if best[0] >= 0.5 * mine.sum() else 0})
     return rows
 
 
@@ -76,9 +82,20 @@ def suggest(rows: list[dict]) -> dict:
         f = values(false, key)
         two_sided = key in ("area", "depth", "height", "tallest_mm", "depth_mm")
         stops = float(np.mean((f < lo) | (f > hi))) if two_sided else \
-            float(np.mean(f > hi)) if key == "outside_px" else float(np.mean(f < lo))
+            float(np.mean(f > hi)) if key in HIGH else float(np.mean(f < lo))
         out[key] = {"true_p1": round(float(lo), 3), "true_p99": round(float(hi), 3), "false_stopped": round(stops, 3)
                     if f.size else None}
+    return out
+
+
+def false_grades_by_front_back(rows: list[dict], bound: float) -> dict:
+    """Return the fracture grades (>= 1, gates open) given to segments beyond and within the front/back bound, split
+    by the truth under them: the grades the ``implausible_shape`` gate withholds, and those it leaves."""
+    out = {}
+    for side, test in (("beyond", lambda v: v > bound), ("within", lambda v: v <= bound)):
+        graded = [r for r in rows if r["grade"] and r["front_back"] is not None and test(r["front_back"])]
+        out[side] = {"false": sum(not r["truth_grade"] for r in graded), "true": sum(bool(r["truth_grade"])
+                                                                                     for r in graded)}
     return out
 
 
@@ -98,6 +115,11 @@ def main() -> None:
         if key in result:
             r = result[key]
             print(f"{key} | {r['true_p1']} | {r['true_p99']} | {r['false_stopped']}")
+    bound = Gates().front_back
+    shape = result["fracture_grades_by_front_back"] = false_grades_by_front_back(rows, bound)
+    print(f"grades >= 1 (gates open) where max(Ha, Hm) / Hp > {bound}: {shape['beyond']['false']} false, "
+          f"{shape['beyond']['true']} true; at or under it: {shape['within']['false']} false, "
+          f"{shape['within']['true']} true")
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibrate_gates.json").write_text(json.dumps({"suggested": result, "rows": rows}, indent=1, default=float))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spinemorph.measure import measure
-from spinemorph.measure.gates import _edge, _outside, solidity
+from spinemorph.measure.gates import Gates, _edge, _outside, solidity
 from spinemorph.measure.records import VertebraRecord
 
 ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
@@ -123,3 +123,32 @@ def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbou
         rec = refused[level]
         assert rec.vcr_percent == pytest.approx(0.0, abs=1.0) and rec.crush == pytest.approx(1.0, abs=0.01)
         assert rec.genant_grade == 0 and "one_neighbour" in rec.flags
+
+
+def _sloped(labels: np.ndarray, code: int, rows: tuple[int, int], front: int, back: int) -> np.ndarray:
+    """Redraw body ``code`` in columns 30-89 (anterior on the left) with its inferior endplate at ``rows[1]`` and
+    its superior endplate sloping, so that it is ``front`` rows tall in front and ``back`` behind."""
+    labels[labels == code] = 0
+    for col in range(30, 90):
+        height = round(front + (back - front) * (col - 30) / 59)
+        labels[rows[1] - height:rows[1], col] = code
+    return labels
+
+
+def test_a_posterior_wall_far_shorter_than_the_front_is_refused_and_no_reference():
+    """No compression fracture leaves the front intact and the back a third lower: stations on a shadow."""
+    odd = _sloped(spine(), 21, ROWS[21], 40, 26)  # L2: Ha 40, Hp 26, max(Ha, Hm) / Hp about 1.5
+    result = measure(odd, (1.0, 1.0), "left").by_level()
+    assert result["L2"].Ha_mm / result["L2"].Hp_mm > 1.4
+    assert result["L2"].genant_grade is None and result["L2"].flags[-2:] == ["low_confidence", "implausible_shape"]
+    for level in ("L1", "L3"):  # each measured against its other neighbour alone, not against L2's short back
+        assert result[level].crush == pytest.approx(1.0, abs=0.02) and result[level].genant_grade == 0
+    opened = measure(odd, (1.0, 1.0), "left", gates=Gates(front_back=float("inf"))).by_level()
+    assert opened["L2"].genant_grade is not None and opened["L2"].deformity == "crush"  # what the gate withholds
+
+
+def test_a_physiological_lumbar_wedge_in_reverse_is_graded():
+    """A lower lumbar body a fifth taller in front than behind (L5's lordotic wedge) passes."""
+    wedge = _sloped(spine(), 23, ROWS[23], 40, 32)  # L4 here: Ha / Hp about 1.2
+    rec = measure(wedge, (1.0, 1.0), "left").by_level()["L4"]
+    assert 1.15 < rec.Ha_mm / rec.Hp_mm < 1.3 and rec.genant_grade is not None and "low_confidence" not in rec.flags
