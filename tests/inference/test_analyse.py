@@ -13,6 +13,7 @@ from spinemorph.inference import load_model
 from spinemorph.inference.analyse import analyse, facing_of
 from spinemorph.inference.segment import _confidence, segment, segment_passes
 from spinemorph.io import Radiograph, sagittal_affine
+from spinemorph.measure.gates import Gates
 from spinemorph.networks import mc_dropout
 from spinemorph.transforms import preprocess
 
@@ -105,3 +106,43 @@ def test_passes_share_one_forward_and_each_draws_its_own_dropout_masks():
     assert np.array_equal(measured.labels, sampled[0].labels)
     prepared = segment_passes(image.pixels, net, spec, prepared=preprocess(image.pixels, spec.preprocessing))[0]
     assert np.array_equal(prepared.labels, one.labels) and np.allclose(prepared.foreground, one.foreground, atol=1e-5)
+
+
+class MarkedShort(torch.nn.Module):
+    """Stage-2 stand-in: a body the crop's full width wide (2/3 of its side) and a third of its side tall, at its
+    centre; half as tall where a bright marker lies in the crop's right quarter. The marker sits right of L2 alone,
+    so the crops see L2 crushed and their mirror images see it whole; the mean of the two draws it crushed."""
+
+    def forward(self, x):
+        n = x.shape[-1]
+        marked = x[..., 3 * n // 4:].amax((1, 2, 3)) > x[..., :n // 4].amax((1, 2, 3)) + 0.2
+        r = (torch.arange(n) - (n - 1) / 2).abs()
+        tall = (r[:, None] < n / 6) & (r[None, :] < n / 3)
+        short = (r[:, None] < n / 12) & (r[None, :] < n / 3)
+        inside = torch.where(marked[:, None, None], short, tall)
+        return (inside.float() * 20 - 10)[:, None]
+
+
+def test_a_fracture_only_the_crops_draw_and_not_their_mirror_images_is_not_called():
+    from spinemorph.inference.model import ModelSpec
+    from spinemorph.inference.segment import Segmentation
+    from spinemorph.transforms import Preprocessing
+
+    labels = np.zeros((170, 60), np.uint8)
+    for code, top in ((19, 10), (20, 40), (22, 100), (23, 130)):  # T12, L1, L3, L4: 20 x 30 px
+        labels[top:top + 20, 15:45] = code
+    labels[75:85, 15:45] = 21  # L2, as stage 1 drew it: 10 rows
+    pixels = np.zeros(labels.shape, np.uint16)
+    pixels[76:84, 47:51] = 4000  # the marker, inside L2's crop alone
+    image = Radiograph(pixels, (1.5, 1.5), "PixelSpacing", "left", sagittal_affine((1.5, 1.5), "left"),
+                       {"format": "dicom"})
+    stage1 = Segmentation(labels, (labels > 0).astype(np.float32), confidence=dict.fromkeys(range(19, 24), 0.99))
+    refiner = (MarkedShort(), ModelSpec("unet", "binary", {}, Preprocessing(size=64)))
+    done = analyse(image, None, ModelSpec("unet"), refiner=refiner, segmentation=stage1)
+    l2 = done.morphometry.by_level()["L2"]
+    assert l2.stage == 2 and l2.crush < 0.6  # the mean drew it crushed...
+    assert l2.genant_grade is None and l2.flags[-2:] == ["low_confidence", "views_disagree"]  # ...one view alone not
+    assert {r.level: r.genant_grade for r in done.morphometry.vertebrae if r.level != "L2"} == dict.fromkeys(
+        ("T12", "L1", "L3", "L4"), 0) and "views_s" in done.timings
+    opened = analyse(image, None, ModelSpec("unet"), refiner=refiner, segmentation=stage1, gates=Gates(views=False))
+    assert opened.morphometry.by_level()["L2"].genant_grade == 3 and "views_s" not in opened.timings

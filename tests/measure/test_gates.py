@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spinemorph.measure import measure
-from spinemorph.measure.gates import Gates, _edge, _outside, solidity
+from spinemorph.measure.gates import Gates, _edge, _outside, gate_views, solidity
 from spinemorph.measure.records import VertebraRecord
 
 ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
@@ -152,3 +152,24 @@ def test_a_physiological_lumbar_wedge_in_reverse_is_graded():
     wedge = _sloped(spine(), 23, ROWS[23], 40, 32)  # L4 here: Ha / Hp about 1.2
     rec = measure(wedge, (1.0, 1.0), "left").by_level()["L4"]
     assert 1.15 < rec.Ha_mm / rec.Hp_mm < 1.3 and rec.genant_grade is not None and "low_confidence" not in rec.flags
+
+
+def test_a_fracture_each_view_alone_does_not_grade_is_not_called():
+    """Stage 2 draws from the mean of the crop's and its mirror's probabilities; a fracture grade stands only when
+    the morphometry of each view's own outlines grades that level a fracture too."""
+    crushed, sound = spine(L2=(130, 150, 30, 90)), spine()
+    view = {"crushed": measure(crushed, (1.0, 1.0), "left"), "sound": measure(sound, (1.0, 1.0), "left"),
+            "missing": measure(np.where(crushed == 21, 0, crushed), (1.0, 1.0), "left")}
+
+    def gated(*views):
+        result = measure(crushed, (1.0, 1.0), "left")
+        gate_views(result.vertebrae, [view[v] for v in views])
+        return result.by_level()
+
+    agreed = gated("crushed", "crushed")
+    assert agreed["L2"].genant_grade == 3 and "views_disagree" not in agreed["L2"].flags
+    for views in (("crushed", "sound"), ("missing", "crushed")):
+        rec = gated(*views)
+        assert rec["L2"].genant_grade is None and rec["L2"].deformity is None
+        assert rec["L2"].flags[-2:] == ["low_confidence", "views_disagree"] and rec["L2"].Hp_mm
+        assert rec["L1"].genant_grade == 0 and "views_disagree" not in rec["L1"].flags  # a normal grade stays

@@ -95,3 +95,17 @@ def test_stage_2_averages_each_crop_with_its_mirror():
     for code in (19, 20, 21):
         cols = np.nonzero(done.labels == code)[1]
         assert abs(cols.mean() - 29.5) < 0.6 and 25 <= np.ptp(cols) + 1 <= 29, (cols.mean(), np.ptp(cols))
+
+
+def test_each_view_alone_is_drawn_on_demand():
+    """The crops alone and their mirror images alone: the stand-in's off-centre body lands right in one, left in the
+    other; the mean (above) is centred."""
+    labels = column()
+    done = refine(np.zeros(labels.shape, np.uint16), labels, Shifted(0.8, 0.1), SPEC)
+    crops, mirrors = done.views()
+    for view, side in ((crops, 1), (mirrors, -1)):
+        assert view.labels.shape == labels.shape and view.stages == done.stages and view.views() == []
+        for code in (19, 20, 21):
+            cols = np.nonzero(view.labels == code)[1]
+            assert abs(cols.mean() - (29.5 + side * 4.5)) < 1.0 and 33 <= np.ptp(cols) + 1 <= 37, (cols.mean(), side)
+        assert np.array_equal(view.labels == 26, labels == 26)

@@ -3,7 +3,8 @@
 segment (levels named from the sacrum when in view) → stage 2 (each body redrawn in a full-resolution crop, when the
 model has a refiner and it is not switched off) → the facing (DICOM PatientOrientation when the file has it, else
 the facing model, else the labelmap's own curvature, each with its confidence) → measure, with the gates that
-refuse to grade an implausible body or an unsure facing.
+refuse to grade an implausible body or an unsure facing; a fracture grade stands only when stage 2's crops alone
+and their mirror images alone grade a fracture too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from spinemorph.inference.segment import Segmentation, segment_passes
 from spinemorph.io import Radiograph
 from spinemorph.levels import codes_in
 from spinemorph.measure import Morphometry, measure
-from spinemorph.measure.gates import DEFAULT_GATES, Gates
+from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_views
 from spinemorph.refine.crops import normalised
 from spinemorph.refine.stage import refine
 from spinemorph.transforms import preprocess
@@ -130,11 +131,20 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     facing, source, facing_confidence = facing_of(image, facing_model)
     timings["facing_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
-                     facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
-                     level_naming=seg.naming.to_dict() if seg.naming else None, gates=gates, stages=stages,
-                     agreement=agreement)
+    naming = seg.naming.to_dict() if seg.naming else None
+
+    def measured(labels, confidence, stages, agreement):
+        return measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
+                       facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
+                       level_naming=naming, gates=gates, stages=stages, agreement=agreement)
+
+    result = measured(labels, confidence, stages, agreement)
     timings["morphometry_s"] = time.perf_counter() - start
+    if refiner is not None and gates.views and any(r.genant_grade for r in result.vertebrae):
+        start = time.perf_counter()  # only a film with a fracture call pays for measuring each view alone
+        gate_views(result.vertebrae, [measured(v.labels, {**seg.confidence, **v.confidence}, v.stages, v.agreement)
+                                      for v in done.views()])
+        timings["views_s"] = time.perf_counter() - start
     calls = None
     if detector is not None:
         from spinemorph.detection.inference import detect

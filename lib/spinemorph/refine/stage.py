@@ -3,17 +3,23 @@ its own crop, and pasted back into the input's geometry. Levels stay stage 1's; 
 
 A body whose stage-2 outline is empty, or less than half or more than twice its stage-1 area, keeps its stage-1
 outline: ``stages`` says which stage drew each body.
+
+The network reads each crop and its mirror image, and the outline comes from the mean of the two. Each view's own
+outlines stay at hand (``Refinement.views``, drawn on demand): a fracture that one view alone does not draw is no
+fracture to grade (``spinemorph.measure.gates.gate_views``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from spinemorph.hierarchical.boxes import Box
 from spinemorph.hierarchical.pipeline import paste_back
 from spinemorph.inference.model import ModelSpec
 from spinemorph.levels import find_objects, level_code
@@ -31,13 +37,15 @@ _BATCH = 16
 @dataclass
 class Refinement:
     """The refined labelmap (input grid), which stage drew each body, stage 2's confidence per body, how far the
-    two stages' outlines agree (intersection over union) per body, timings."""
+    two stages' outlines agree (intersection over union) per body, timings; ``views()`` returns the same for the
+    crops alone and for their mirror images alone (two Refinements without views), drawn when first asked for."""
 
     labels: np.ndarray
     stages: dict[int, int]
     confidence: dict[int, float] = field(default_factory=dict)
     agreement: dict[int, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    views: Callable[[], list[Refinement]] = field(default=list, repr=False)
 
 
 def _at(objects: list, code: int) -> tuple[slice, slice] | None:
@@ -55,33 +63,27 @@ def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tupl
 
 
 @torch.no_grad()
-def _probabilities(net: nn.Module, x: torch.Tensor, device) -> np.ndarray:
-    """Return each crop's body probability, the mean of the crop's and its left-right mirror's (the network was
-    trained with mirrored crops): an outline defect where a marker or a collimator edge crosses the body rarely
-    repeats in the mirror. On held-out calibration simulations (seeds 4500, 4600, 4700, 20 each), the vertebrae
-    measured both ways: height MAE 0.51, 0.55, 0.52 mm down to 0.49, 0.50, 0.45 mm; a few bodies stage 2 could not
-    measure before now are, most of them refused by the gates."""
-    out = []
+def _probabilities(net: nn.Module, x: torch.Tensor, device) -> tuple[np.ndarray, np.ndarray]:
+    """Return each crop's body probability as the network sees the crop, and as it sees its left-right mirror
+    (flipped back). Their mean draws the outline (the network was trained with mirrored crops): an outline defect
+    where a marker or a collimator edge crosses the body rarely repeats in the mirror. On held-out calibration
+    simulations (seeds 4500, 4600, 4700, 20 each), the vertebrae measured both ways: height MAE 0.51, 0.55, 0.52 mm
+    down to 0.49, 0.50, 0.45 mm; a few bodies stage 2 could not measure before now are, most of them refused by the
+    gates."""
+    crops, mirrors = [], []
     for i in range(0, len(x), _BATCH):
         batch = x[i:i + _BATCH].to(device)
         both = torch.sigmoid(net(torch.cat([batch, batch.flip(-1)]))[:, 0].float())
-        out.append(((both[:len(batch)] + both[len(batch):].flip(-1)) / 2).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, *x.shape[-2:]), np.float32)
+        crops.append(both[:len(batch)].cpu())
+        mirrors.append(both[len(batch):].flip(-1).cpu())
+    if not crops:
+        empty = np.zeros((0, *x.shape[-2:]), np.float32)
+        return empty, empty
+    return torch.cat(crops).numpy(), torch.cat(mirrors).numpy()
 
 
-def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSpec,
-           device: str | torch.device = "cpu", prepared: np.ndarray | None = None) -> Refinement:
-    """Return stage 1's ``labels`` (VerSe codes on the grid of ``pixels``) with every body redrawn by stage 2;
-    ``prepared``: ``normalised(pixels)`` when the caller has it."""
-    start = time.perf_counter()
-    old_at = find_objects(labels)
-    boxes = body_boxes(labels, objects=old_at)
-    x = crop_inputs(normalised(pixels) if prepared is None else prepared, [b for _, b in boxes], spec.preprocessing)
-    crops_s = time.perf_counter() - start
-    start = time.perf_counter()
-    probs = _probabilities(net, x, device)
-    network_s = time.perf_counter() - start
-    start = time.perf_counter()
+def _assemble(probs: np.ndarray, boxes: list[tuple[int, Box]], labels: np.ndarray, old_at: list) -> Refinement:
+    """Return stage 1's ``labels`` with every body of ``boxes`` redrawn from its crop's probability ``probs``."""
     codes = [code for code, _ in boxes]
     redrawn = paste_back(list(probs), [b for _, b in boxes], codes, labels.shape)
     out = np.where(labels == _S1, labels, 0).astype(np.uint8)
@@ -102,5 +104,24 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
         if stage == 1:
             target = out[windows[code]]
             target[(labels[windows[code]] == code) & (target == 0)] = code
-    timings = {"stage2_crops_s": crops_s, "stage2_network_s": network_s, "stage2_paste_s": time.perf_counter() - start}
-    return Refinement(out, stages, confidence, agreement, timings)
+    return Refinement(out, stages, confidence, agreement)
+
+
+def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSpec,
+           device: str | torch.device = "cpu", prepared: np.ndarray | None = None) -> Refinement:
+    """Return stage 1's ``labels`` (VerSe codes on the grid of ``pixels``) with every body redrawn by stage 2;
+    ``prepared``: ``normalised(pixels)`` when the caller has it."""
+    start = time.perf_counter()
+    old_at = find_objects(labels)
+    boxes = body_boxes(labels, objects=old_at)
+    x = crop_inputs(normalised(pixels) if prepared is None else prepared, [b for _, b in boxes], spec.preprocessing)
+    crops_s = time.perf_counter() - start
+    start = time.perf_counter()
+    crops, mirrors = _probabilities(net, x, device)
+    network_s = time.perf_counter() - start
+    start = time.perf_counter()
+    done = _assemble((crops + mirrors) / 2, boxes, labels, old_at)
+    done.timings = {"stage2_crops_s": crops_s, "stage2_network_s": network_s,
+                    "stage2_paste_s": time.perf_counter() - start}
+    done.views = lambda: [_assemble(view, boxes, labels, old_at) for view in (crops, mirrors)]
+    return done
