@@ -109,3 +109,6 @@ def test_each_view_alone_is_drawn_on_demand():
             cols = np.nonzero(view.labels == code)[1]
             assert abs(cols.mean() - (29.5 + side * 4.5)) < 1.0 and 33 <= np.ptp(cols) + 1 <= 37, (cols.mean(), side)
         assert np.array_equal(view.labels == 26, labels == 26)
+    for view, whole in zip(done.views({20}), (crops, mirrors), strict=True):  # L1 alone, as the whole view drew it
+        assert view.stages == {20: 2} and np.array_equal(view.labels == 20, whole.labels == 20)
+        assert set(np.unique(view.labels)) == {0, 20, 26}

@@ -37,15 +37,16 @@ _BATCH = 16
 @dataclass
 class Refinement:
     """The refined labelmap (input grid), which stage drew each body, stage 2's confidence per body, how far the
-    two stages' outlines agree (intersection over union) per body, timings; ``views()`` returns the same for the
-    crops alone and for their mirror images alone (two Refinements without views), drawn when first asked for."""
+    two stages' outlines agree (intersection over union) per body, timings; ``views(codes)`` returns the same for
+    the crops alone and for their mirror images alone (two Refinements without views), drawn when asked for, of the
+    bodies ``codes`` only (None: all)."""
 
     labels: np.ndarray
     stages: dict[int, int]
     confidence: dict[int, float] = field(default_factory=dict)
     agreement: dict[int, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    views: Callable[[], list[Refinement]] = field(default=list, repr=False)
+    views: Callable[..., list[Refinement]] = field(default=lambda codes=None: [], repr=False)
 
 
 def _at(objects: list, code: int) -> tuple[slice, slice] | None:
@@ -123,5 +124,10 @@ def refine(pixels: np.ndarray, labels: np.ndarray, net: nn.Module, spec: ModelSp
     done = _assemble((crops + mirrors) / 2, boxes, labels, old_at)
     done.timings = {"stage2_crops_s": crops_s, "stage2_network_s": network_s,
                     "stage2_paste_s": time.perf_counter() - start}
-    done.views = lambda: [_assemble(view, boxes, labels, old_at) for view in (crops, mirrors)]
+
+    def views(codes: set[int] | None = None) -> list[Refinement]:
+        keep = [i for i, (code, _) in enumerate(boxes) if codes is None or code in codes]
+        return [_assemble(view[keep], [boxes[i] for i in keep], labels, old_at) for view in (crops, mirrors)]
+
+    done.views = views
     return done
