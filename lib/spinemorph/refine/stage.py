@@ -84,7 +84,9 @@ def _probabilities(net: nn.Module, x: torch.Tensor, device) -> tuple[np.ndarray,
 
 
 def _assemble(probs: np.ndarray, boxes: list[tuple[int, Box]], labels: np.ndarray, old_at: list) -> Refinement:
-    """Return stage 1's ``labels`` with every body of ``boxes`` redrawn from its crop's probability ``probs``."""
+    """Return the bodies of ``boxes`` redrawn from their crops' probabilities ``probs`` (each keeping stage 1's
+    outline where stage 2's is empty or out of proportion) and stage 1's sacrum; bodies not in ``boxes`` are left
+    out."""
     codes = [code for code, _ in boxes]
     redrawn = paste_back(list(probs), [b for _, b in boxes], codes, labels.shape)
     out = np.where(labels == _S1, labels, 0).astype(np.uint8)
