@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spinemorph.measure import measure
-from spinemorph.measure.gates import Gates, _edge, _outside, gate_views, solidity
+from spinemorph.measure.gates import TRUTH_GATES, _edge, _outside, gate_views, solidity
 from spinemorph.measure.records import VertebraRecord
 
 ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
@@ -143,7 +143,7 @@ def test_a_posterior_wall_far_shorter_than_the_front_is_refused_and_no_reference
     assert result["L2"].genant_grade is None and result["L2"].flags[-2:] == ["low_confidence", "implausible_shape"]
     for level in ("L1", "L3"):  # each measured against its other neighbour alone, not against L2's short back
         assert result[level].crush == pytest.approx(1.0, abs=0.02) and result[level].genant_grade == 0
-    opened = measure(odd, (1.0, 1.0), "left", gates=Gates(front_back=float("inf"))).by_level()
+    opened = measure(odd, (1.0, 1.0), "left", gates=TRUTH_GATES).by_level()  # a truth outline is measured, not judged
     assert opened["L2"].genant_grade is not None and opened["L2"].deformity == "crush"  # what the gate withholds
 
 

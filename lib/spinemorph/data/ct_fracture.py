@@ -34,6 +34,7 @@ from spinemorph.data.ct_anatomy import (
 from spinemorph.data.deformity import DEFORMITIES
 from spinemorph.levels import level_code, level_name
 from spinemorph.measure import measure
+from spinemorph.measure.gates import TRUTH_GATES
 
 __all__ = ["KINDS", "CtLesion", "parse_lesion", "FractureWarp", "fracture_warp", "Match", "match_lesions",
            "lesion_records"]
@@ -216,7 +217,7 @@ def _index_loss(rec, kind: str) -> float | None:
 
 def _shown(labels: np.ndarray, pitch: float, facing: str, lesions) -> dict[str, float]:
     """Return, per lesion level whose body is measured whole, the reduction the labelmap shows."""
-    records = measure(labels, (pitch, pitch), facing).by_level()
+    records = measure(labels, (pitch, pitch), facing, gates=TRUTH_GATES).by_level()
     shown = {les.level: _index_loss(records.get(les.level), les.kind) for les in lesions}
     return {k: v for k, v in shown.items() if v is not None}
 
@@ -292,7 +293,7 @@ def lesion_records(truth: dict, labels: np.ndarray, lesions, matches: dict[str, 
     """Add the projected six points and heights (``spinemorph.measure`` on the labelmap) and the lesions' truth to a
     DRR truth's vertebrae, in place, in the simulator's keys."""
     pitch = truth["pixel_spacing_mm"][0]
-    measured = measure(labels, (pitch, pitch), truth["facing"]).by_level()
+    measured = measure(labels, (pitch, pitch), truth["facing"], gates=TRUTH_GATES).by_level()
     by_level = {les.level: les for les in lesions}
     for rec in truth["vertebrae"]:
         les, m = by_level.get(rec["level"]), measured.get(rec["level"])

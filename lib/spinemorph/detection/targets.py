@@ -40,9 +40,10 @@ def truth_grades(truth: dict | str | Path | None) -> dict[int, tuple[int, bool]]
 def measured_grades(labels, spacing=None, facing: str | None = None) -> dict[int, tuple[int, bool]]:
     """Return, per body of an annotated labelmap without a truth record, (measured Genant grade, truncated)."""
     from spinemorph.measure import measure
+    from spinemorph.measure.gates import TRUTH_GATES
 
     out = {}
-    for rec in measure(labels, spacing, facing).vertebrae:
+    for rec in measure(labels, spacing, facing, gates=TRUTH_GATES).vertebrae:
         if rec.code is not None:
             out[int(rec.code)] = (int(rec.genant_grade or 0), "truncated" in rec.flags)
     return out
