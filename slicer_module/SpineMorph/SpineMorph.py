@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -118,11 +120,13 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Stop polling and drop observers when the module closes."""
+        """Stop polling, drop observers and remove the Logic's work folder when the module closes."""
         if self._timer is not None:
             self._timer.stop()
         self.removeObservers()
         self.setParameterNode(None)
+        if self.logic is not None:
+            self.logic.close()
 
     def enter(self) -> None:
         """Make sure the parameter node exists when the user opens the module."""
@@ -288,7 +292,8 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
     Args:
         scene: the MRML scene; ``slicer.mrmlScene`` by default (``slicer-core`` has none: pass one).
         installer: called with missing pip requirements (``slicer.util.pip_install`` in the application).
-        workdir: where downloads, labels and exports go; a new temporary folder by default.
+        workdir: where downloads, the server's labels and the labels sent go. By default a new temporary folder,
+            the Logic's own: ``close()`` removes it, as does Python's exit (exports go where the user chooses).
     """
 
     def __init__(self, scene=None, installer=None, workdir: str | Path | None = None) -> None:
@@ -299,9 +304,16 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
 
         self.scene = scene if scene is not None else slicer.mrmlScene
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="SpineMorph-"))
+        # Copies of what the server holds, one folder per Slicer session: removed with the module, or at exit.
+        self._removeWorkdir = None if workdir else weakref.finalize(self, shutil.rmtree, self.workdir, True)
         self.measurement = MeasurementNodes(self.scene)  # the table and height lines, kept in step
         self.training = TrainingMonitor()
         self.client, self.lastInfer, self.lastSubmit = None, {}, {}
+
+    def close(self) -> None:
+        """Remove the work folder when the Logic made it (a ``workdir`` it was given is the caller's and stays)."""
+        if self._removeWorkdir is not None:
+            self._removeWorkdir()
 
     def getParameterNode(self):
         """Return the module's parameter node in the scene, typed."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import py_compile
 import re
+import shutil
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -69,3 +71,16 @@ def test_the_in_module_test_asserts_on_the_logic_output():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "Ran 1 test" in done.stderr and "OK" in done.stderr
     assert not list(Path(tempfile.gettempdir()).glob("SpineMorphTest-*"))  # its work folder is removed
+
+
+def test_the_logic_removes_the_work_folder_it_made_and_keeps_a_given_one():
+    done = run_in_slicer_python(MODULE.parents[1] / "tests" / "slicer" / "workdir_in_slicer_python.py", timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    folders = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        assert folders["made"] and Path(folders["closed"]).name.startswith("SpineMorph-")
+        assert not folders["closed_exists"]  # close(): with the files in it
+        assert folders["given_exists"]  # the caller's folder
+        assert not Path(folders["left"]).exists()  # never closed: removed at the interpreter's exit
+    finally:
+        shutil.rmtree(folders["given"], ignore_errors=True)
