@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -164,6 +165,16 @@ class SpineMorphDatastore(LocalDatastore):
 
     def datalist(self, full_path=True):
         return [d for d in super().datalist(full_path) if all(_inside(d[k], self._datastore_path) for k in d)]
+
+    def get_dataset_archive(self, limit_cases):
+        """Return MONAI Label's zip of the dataset, moved into this server process's answers folder
+        (``lib.infers.results``): there it is removed when the server exits, or by the next server when a signal
+        ended this one, where MONAI Label leaves every download's zip in the system temp folder for good."""
+        from lib.infers.results import result_file
+
+        path = result_file("spinemorph-dataset-", ".zip")
+        shutil.move(super().get_dataset_archive(limit_cases), path)
+        return path
 
     def _update_datastore_file(self, lock=True):
         """Write the datastore's JSON atomically: a kill mid-write leaves the previous JSON, never half of one."""

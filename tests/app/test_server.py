@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import time
+import zipfile
 
 import nibabel as nib
 import numpy as np
@@ -206,6 +208,12 @@ def test_answers_survive_a_client_on_the_same_machine_that_saves_them_in_the_ser
         assert not (tmp / f"spinemorph-results-{ended.pid}-old").exists()
         assert (tmp / f"spinemorph-results-{os.getpid()}-live").is_dir()
         (first,) = tmp.glob(f"spinemorph-results-{server.proc.pid}-*")
+        for _ in range(2):  # the dataset's zip: kept in the server's answers folder, not loose in the temp folder
+            dataset = requests.get(f"{server.url}/datastore/dataset", timeout=60)
+            names = zipfile.ZipFile(io.BytesIO(dataset.content)).namelist()  # the labelled images
+            assert dataset.ok and "metadata.json" in names and any(n.startswith("label/") for n in names)
+        assert len(list(first.glob("spinemorph-dataset-*.zip"))) == 2
+        assert not [p for p in tmp.glob("tmp*") if zipfile.is_zipfile(p)]  # MONAI Label's NamedTemporaryFile
     # SIGTERM ends the server before its exit hooks run: its folder stays until the next server answers.
     assert first.is_dir()
     with serving(studies, conf, tmp_path / "server2.log", env={"TMPDIR": str(tmp)}) as server:
