@@ -304,8 +304,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", required=True, help="folder for the labelmap, JSON, CSV and PNG")
     seg.add_argument("--device", default="auto", help="cpu, cuda, or auto (CUDA when present)")
     seg.add_argument("--stage1-only", action="store_true",
-                     help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's answer, faster "
-                          "and coarser; without stage 2 no fracture grade is checked against its mirror view")
+                     help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's outlines, faster "
+                          "and coarser, graded normal or not at all (no fracture grade: coarse_outline)")
     seg.add_argument("--no-detector", action="store_true",
                      help="skip the fracture detector's opinion (fracture_calls) per vertebra")
     seg.add_argument("--output", choices=("files", "dicom"), default="files",

@@ -47,6 +47,7 @@ def test_the_option_that_skips_stage_2_gives_stage_1s_answer(shipped_server):
     label_file, result = MONAILabelClient(url).infer("spinemorph_levels", image_id(path),
                                                      {"stage2": False, "detector": False})
     assert all(v["stage"] == 1 for v in result["morphometry"]["vertebrae"])
+    assert not any(v["genant_grade"] for v in result["morphometry"]["vertebrae"])  # stage 1's: no fracture grade
     assert "fracture_calls" not in result and "stage2_network_s" not in result["timings"]
     assert read_labelmap(label_file)[0].shape == read_radiograph(path).shape
     # in one process, where the sums run in one order: the skipped stage 2 leaves stage 1's labelmap exactly

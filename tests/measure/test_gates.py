@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from spinemorph.measure import measure
-from spinemorph.measure.gates import TRUTH_GATES, _edge, _outside, gate_views, solidity
+from spinemorph.measure.gates import DEFAULT_GATES, TRUTH_GATES, _edge, _outside, gate_views, solidity
 from spinemorph.measure.records import VertebraRecord
 
 ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
@@ -110,6 +112,22 @@ def test_stages_that_disagree_on_an_outline_withdraw_its_grade():
     assert graded(result) == {"T12": 0, "L1": 0, "L2": None, "L3": 0, "L4": 0}
     assert result.by_level()["L2"].flags[-2:] == ["low_confidence", "stages_disagree"]
     assert set(graded(measure(spine(), (0.7, 0.7), "left")).values()) == {0}  # stage 1 alone: no such gate
+
+
+def test_a_fracture_on_a_stage_1_outline_is_not_graded_and_normal_ones_are():
+    crushed = spine(L2=(130, 150, 30, 90))  # L2 crushed to half its height
+    fine = measure(crushed, (1.0, 1.0), "left", stages=dict.fromkeys(ROWS, 2)).by_level()
+    coarse = measure(crushed, (1.0, 1.0), "left", stages=dict.fromkeys(ROWS, 1)).by_level()
+    assert fine["L2"].genant_grade == 3 and "coarse_outline" not in fine["L2"].flags
+    assert coarse["L2"].genant_grade is None and coarse["L2"].deformity is None
+    assert coarse["L2"].flags[-2:] == ["low_confidence", "coarse_outline"] and coarse["L2"].stage == 1
+    assert coarse["L2"].vcr_percent == pytest.approx(fine["L2"].vcr_percent)  # the heights and VCR stay
+    for level in ("T12", "L1", "L3", "L4"):  # normal grades stand; L2 is still their neighbour
+        assert coarse[level].genant_grade == 0 and coarse[level].vcr_percent == fine[level].vcr_percent
+    opened = measure(crushed, (1.0, 1.0), "left", stages=dict.fromkeys(ROWS, 1),
+                     gates=replace(DEFAULT_GATES, fine_fracture=False)).by_level()
+    assert opened["L2"].genant_grade == 3
+    assert measure(crushed, (1.0, 1.0), "left").by_level()["L2"].genant_grade == 3  # stage unknown: not judged
 
 
 def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbours():

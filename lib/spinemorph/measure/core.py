@@ -65,7 +65,8 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         level_naming: how the levels were named (anchor, ``level_uncertain``, alternatives), passed through.
         gates: what a segment must pass to be graded (``spinemorph.measure.gates.Gates``).
         stages: per level code, the stage of the pipeline that drew its outline (1: the whole film; 2: its own
-            full-resolution crop), passed through to the records.
+            full-resolution crop), passed through to the records; a stage-1 outline is given no fracture grade
+            (``coarse_outline``, unless ``gates.fine_fracture`` is off).
         agreement: per level code, the intersection over union of its stage-1 and stage-2 outlines (under
             ``gates.agreement`` it is not graded: ``stages_disagree``).
 

@@ -39,6 +39,7 @@ from spinemorph.inference.analyse import Analysis, FacingModel, analyse
 from spinemorph.inference.segment import segment_passes
 from spinemorph.io import Radiograph, read_radiograph
 from spinemorph.measure import Morphometry
+from spinemorph.measure.gates import DEFAULT_GATES
 from spinemorph.networks import mc_dropout
 from spinemorph.transforms import preprocess
 
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 SCORE, DETAIL, FEATURES = "morphometry_score", "morphometry_uncertainty", "encoder_features"
 DEFAULT_PASSES = 4
 SEED = 0  # of the dropout masks
+#: The passes are stage 1's: their fracture grades are compared (a ranking signal), not withheld as a reading's are.
+PASS_GATES = replace(DEFAULT_GATES, fine_fracture=False)
 RESET_S = 24 * 60 * 60  # an image served within this long ranks after every image not served (MONAI's Epistemic)
 
 
@@ -74,12 +77,12 @@ def mc_morphometry(image: Radiograph, net, spec, passes: int = DEFAULT_PASSES, d
     prepared = preprocess(image.pixels, spec.preprocessing)
     with bottleneck_features(net) as vectors:
         first = segment_passes(image.pixels, net, spec, device, prepared=prepared)[0]
-    served = analyse(image, net, spec, device, facing_model, segmentation=first)
+    served = analyse(image, net, spec, device, facing_model, PASS_GATES, segmentation=first)
     facing = served.morphometry.facing
     fixed = replace(image, facing=facing) if facing else image
     with mc_dropout(net, seed):
         sampled = segment_passes(image.pixels, net, spec, device, passes, prepared=prepared)
-    results = [analyse(fixed, net, spec, device, segmentation=seg).morphometry for seg in sampled]
+    results = [analyse(fixed, net, spec, device, gates=PASS_GATES, segmentation=seg).morphometry for seg in sampled]
     return served, results, vectors[-1]
 
 

@@ -34,7 +34,8 @@ class SegmentationInfer(InferTask):
                          f"{config.network} ({head} head): vertebral bodies of a lateral radiograph, with VCR and "
                          "Genant grade", config={"device": "cuda|cpu (default: cuda when present)",
                                  "stage2": "redraw every body in its full-resolution crop and check each fracture "
-                                           "grade against the crop's mirror view (default true)",
+                                           "grade against the crop's mirror view (default true; false: stage "
+                                           "1's outlines, given no fracture grade)",
                                  "detector": "add the fracture detector's opinion per vertebra (default true)",
                                  "output": "dicom: answer with a zip of the labelmap, a DICOM SEG and a TID 1500 SR "
                                            "(DICOM radiographs)"})
