@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinemorph.hierarchical.centres import find_centres, name_centres
+from spinemorph.hierarchical.centres import find_centres, name_centres, naming_margin
 from spinemorph.hierarchical.targets import gaussian_maps
 
 CENTRES = [(60.0, 50.0), (95.0, 55.0), (130.0, 58.0), (165.0, 60.0), (200.0, 58.0)]
@@ -52,7 +52,18 @@ def test_auto_view_names_every_centre_from_the_model_votes_or_an_anchor():
     codes, flags = name_centres(rows, None, anchor="L3")
     assert codes == [19, 20, 21, 22] and "anchored" in flags
     codes, flags = name_centres(rows, np.zeros((4, 17)))
-    assert codes[-1] == 24 and "levels_assumed_lowest_l5" in flags
+    assert codes[-1] == 24 and flags[-2:] == ["levels_assumed_lowest_l5", "level_uncertain"]
+
+
+def test_a_naming_the_votes_hardly_prefer_is_flagged_level_uncertain():
+    rows = [10.0, 40.0, 70.0, 100.0]
+    votes = np.zeros((4, 17))
+    votes[np.arange(4), [8, 9, 10, 11]] = 0.8  # T9..T12
+    votes[np.arange(4), [9, 10, 11, 12]] = 0.7  # and almost as much for T10..L1: a margin of 0.4 / 3.2
+    codes, flags = name_centres(rows, votes)
+    assert codes == [16, 17, 18, 19] and flags == ["level_uncertain"]
+    assert naming_margin([3.2, 2.8, 0.0]) == pytest.approx(0.125)
+    assert naming_margin([1.0]) == 1.0 and naming_margin([0.0, 0.0]) == 0.0
 
 
 def test_a_missing_body_skips_a_level():

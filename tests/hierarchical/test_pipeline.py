@@ -86,3 +86,15 @@ def test_boxes_past_the_image_edge_are_padded():
     assert top < 0 and left < 0
     assert [c["level"] for c in result.centres] == ["L3", "L4", "L5"]
     assert result.labels[40, 10] == 23 and result.labels[75, 105] == 24
+
+
+def test_levels_the_model_has_no_opinion_on_are_flagged_in_the_morphometry_too():
+    named = run_hierarchical(_image(POINTS), _model(POINTS))  # the L5 map votes for the lowest centre
+    assert "level_uncertain" not in named.flags and "level_uncertain" not in named.morphometry.flags
+    model = _model(POINTS)
+    model.posenet.l5.zero_()  # no vote at all: the lowest centre is only assumed to be L5
+    assumed = run_hierarchical(_image(POINTS), model)
+    assert [c["level"] for c in assumed.centres] == ["L1", "L2", "L3", "L4", "L5"]
+    assert assumed.flags[-2:] == ["levels_assumed_lowest_l5", "level_uncertain"]
+    assert "level_uncertain" in assumed.morphometry.flags
+    assert assumed.to_dict()["morphometry"]["level_naming"] == {"anchor": None, "level_uncertain": True}

@@ -187,7 +187,8 @@ def run_hierarchical(image, model: HierarchicalModel, options: HierarchicalOptio
                                 boxes, flags, rejected=[_rejected_record(c, geometry) for c in rejected])
     if measure:
         start = time.perf_counter()
-        result.morphometry = measure_radiograph(labels, image)
+        naming = {"anchor": options.anchor, "level_uncertain": "level_uncertain" in flags}
+        result.morphometry = measure_radiograph(labels, image, level_naming=naming)
         times["morphometry_s"] = time.perf_counter() - start
     result.timings = {**times, "total_s": sum(times.values())}
     return result

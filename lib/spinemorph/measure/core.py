@@ -147,7 +147,10 @@ def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, 
     return rec
 
 
-def measure_radiograph(labels, image, anchor: str | None = None, facing: str | None = None) -> Morphometry:
-    """Return the morphometry of ``labels`` using a ``spinemorph.io.Radiograph``'s spacing and facing."""
+def measure_radiograph(labels, image, anchor: str | None = None, facing: str | None = None,
+                       level_naming: dict | None = None) -> Morphometry:
+    """Return the morphometry of ``labels`` using a ``spinemorph.io.Radiograph``'s spacing and facing;
+    ``level_naming`` (anchor, ``level_uncertain``) says how the levels were named."""
     source = "argument" if facing else ("PatientOrientation" if image.meta.get("format") == "dicom" else "file")
-    return measure(labels, image.spacing_mm, facing or image.facing, anchor, facing_source=source)
+    return measure(labels, image.spacing_mm, facing or image.facing, anchor, facing_source=source,
+                   level_naming=level_naming)
