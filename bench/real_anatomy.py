@@ -8,7 +8,11 @@ Sets (none is ever trained or tuned on):
   sim    held-out simulated radiographs (series seed 999), irregular phantom and randomised processing.
 Every image goes through spinemorph.inference.analyse, as the server and the CLI run it (stage 2 too, when the model
 has one): no PatientOrientation is given (facing from the image), levels are named from the sacrum when it is in
-view, and the gates refuse to grade what is no plausible body.
+view, and the gates refuse to grade what is no plausible body. "Named right when sure": of the bodies found on the
+images not flagged ``level_uncertain``, the share named right (what a reader who trusts the flag gets).
+
+A model is a segmentation bundle (the shipped sample-apps/spinemorph_levels by default) or the hierarchical
+pipeline's (--model hierarchical=sample-apps/spinemorph_hierarchical), each run as its infer task runs it.
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
@@ -78,6 +82,8 @@ def score(case: Case, labels: np.ndarray, morph) -> dict:
            "level_uncertain": "level_uncertain" in morph.flags, "normal": not any(case.grades.values()),
            "low_confidence": sum("low_confidence" in r.flags for r in morph.vertebrae),
            "graded": sum(g is not None for g in graded.values())}
+    sure = not row["level_uncertain"]  # what a reader takes as named: the found bodies of an image not flagged
+    row["found_sure"], row["named_sure"] = (row["found"], row["named"]) if sure else (0, 0)
     truth_of_pred = {level_name(c): matches[c][0] for c in matches if matches[c][1] >= 0.5}
     row["false_grades"] = sum(1 for lvl, g in graded.items() if g and case.grades.get(truth_of_pred.get(lvl), 0) == 0)
     row["fractures"] = {}
@@ -104,6 +110,8 @@ def summarise(rows: list[dict]) -> dict:
             "found": sum(r["found"] for r in rows) / max(visible, 1),
             "found_strict": sum(r["found_strict"] for r in rows) / max(visible, 1),
             "named": sum(r["named"] for r in rows) / max(visible, 1),
+            "named_when_sure": (sum(r["named_sure"] for r in rows) / sum(r["found_sure"] for r in rows))
+            if any(r["found_sure"] for r in rows) else None,
             "dice": float(np.mean([r["dice"] for r in rows])) if "dice" in rows[0] else None,
             "false_grades_per_image": sum(r["false_grades"] for r in rows) / len(rows),
             "false_grades_per_normal_spine": (sum(r["false_grades"] for r in normal) / len(normal)) if normal else None,
@@ -114,17 +122,41 @@ def summarise(rows: list[dict]) -> dict:
             "graded": sum(r["graded"] for r in rows), "low_confidence": sum(r["low_confidence"] for r in rows)}
 
 
-def run_model(path: Path, sets: dict[str, list[Case]], pictures: list) -> dict:
-    """Return the figures of one model on every set; add (set, case, labels, result) to ``pictures``."""
+def _runner(path: Path):
+    """Return (image -> (labels, morphometry), facing model or None) as the server's infer task runs ``path``: a
+    segmentation bundle through ``analyse`` (both stages when it has stage 2), a hierarchical one (Pose-net,
+    M-net, level set) through ``run_hierarchical`` with the task's defaults."""
+    if (path / "models" / "posenet.pt").is_file():
+        from spinemorph.hierarchical.model import load_hierarchical
+        from spinemorph.hierarchical.pipeline import run_hierarchical
+
+        model = load_hierarchical(path)
+
+        def hierarchical(image):
+            result = run_hierarchical(image, model)
+            return result.labels, result.morphometry
+
+        return hierarchical, None
     net, spec = load_model(path)
     facing, refiner = load_facing(path), load_refiner(path)  # what the server runs by default: both stages
+
+    def segmentation(image):
+        done = analyse(image, net, spec, facing_model=facing, refiner=refiner)
+        return done.labels, done.morphometry
+
+    return segmentation, facing
+
+
+def run_model(path: Path, sets: dict[str, list[Case]], pictures: list) -> dict:
+    """Return the figures of one model on every set; add (set, case, labels, result) to ``pictures``."""
+    run, facing = _runner(path)
     out = {}
     for name, cases in sets.items():
         rows, mirrored = [], []
         for case in cases:
-            done = analyse(case.image, net, spec, facing_model=facing, refiner=refiner)
-            rows.append(score(case, done.labels, done.morphometry))
-            pictures.append((name, case, done.labels, done.morphometry))
+            labels, morphometry = run(case.image)
+            rows.append(score(case, labels, morphometry))
+            pictures.append((name, case, labels, morphometry))
             if facing is not None and name != "verse":  # the VerSe set holds its mirrored copies already
                 side, _ = facing(np.fliplr(case.image.pixels))
                 mirrored.append(side != case.facing)
@@ -141,7 +173,7 @@ def print_table(results: dict) -> None:
     """Print one row per model and set."""
     head = ("model", "set", "images", "vertebrae", "found", "found strict", "named", "Dice", "false G>=1/img",
             "false/normal", "G1 sens", "G2 sens", "G3 sens", "facing ok", "facing ok mirrored", "facing unsure",
-            "lvl unsure")
+            "lvl unsure", "named right when sure")
     print(" | ".join(head))
     for model, by_set in results.items():
         for name, s in by_set.items():
@@ -149,7 +181,8 @@ def print_table(results: dict) -> None:
                     if g in s["sensitivity_by_grade"] else "n/a" for g in ("1", "2", "3")]
             cells = (model, name, s["images"], s["vertebrae"], s["found"], s.get("found_strict"), s["named"], s["dice"],
                      s["false_grades_per_image"], s["false_grades_per_normal_spine"], *sens, s["facing_right"],
-                     s.get("facing_right_mirrored"), s["facing_unsure"], s["level_uncertain"])
+                     s.get("facing_right_mirrored"), s["facing_unsure"], s["level_uncertain"],
+                     s.get("named_when_sure"))
             print(" | ".join(_fmt(c) for c in cells))
 
 
