@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from slicer.util import VTKObservationMixin
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # SpineMorphLib, also when run as a script
 from SpineMorphLib.annotation import AnnotationLoop  # noqa: E402  (standard library and numpy)
 from SpineMorphLib.dependencies import ensure_dependencies, use_repository_lib  # noqa: E402  (standard library)
-from SpineMorphLib.files import ResultFiles  # noqa: E402  (standard library)
+from SpineMorphLib.files import ResultFiles, WorkFolder  # noqa: E402  (standard library)
 
 use_repository_lib()  # in a SpineMorph checkout, spinemorph comes from its lib/ folder
 
@@ -292,8 +290,7 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
     Args:
         scene: the MRML scene; ``slicer.mrmlScene`` by default (``slicer-core`` has none: pass one).
         installer: called with missing pip requirements (``slicer.util.pip_install`` in the application).
-        workdir: where downloads, the server's labels and the labels sent go. By default a new temporary folder,
-            the Logic's own: ``close()`` removes it, as does Python's exit (exports go where the user chooses).
+        workdir: where downloads and labels go (``SpineMorphLib.files.WorkFolder``: by default a temporary one).
     """
 
     def __init__(self, scene=None, installer=None, workdir: str | Path | None = None) -> None:
@@ -303,17 +300,15 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
         from SpineMorphLib.training import TrainingMonitor
 
         self.scene = scene if scene is not None else slicer.mrmlScene
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="SpineMorph-"))
-        # Copies of what the server holds, one folder per Slicer session: removed with the module, or at exit.
-        self._removeWorkdir = None if workdir else weakref.finalize(self, shutil.rmtree, self.workdir, True)
+        self._work = WorkFolder(workdir)  # copies of what the server holds: removed with the module, or at exit
+        self.workdir = self._work.path
         self.measurement = MeasurementNodes(self.scene)  # the table and height lines, kept in step
         self.training = TrainingMonitor()
         self.client, self.lastInfer, self.lastSubmit = None, {}, {}
 
     def close(self) -> None:
         """Remove the work folder when the Logic made it (a ``workdir`` it was given is the caller's and stays)."""
-        if self._removeWorkdir is not None:
-            self._removeWorkdir()
+        self._work.close()
 
     def getParameterNode(self):
         """Return the module's parameter node in the scene, typed."""
@@ -334,10 +329,8 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
             nodes.style_segments(labels)  # segments added in the Segment Editor take their level's colour too
         array, grid = nodes.labels_of(self.scene, labels, reference)
         spacing, facing, source = nodes.measurement_geometry(reference if reference is not None else labels, grid)
-        naming = json.loads(labels.GetAttribute(nodes.ATTR["naming"]) or "null")
-        confidence = {int(k): v for k, v in json.loads(labels.GetAttribute(nodes.ATTR["confidence"]) or "{}").items()}
-        return self.measurement.show(measure(array, spacing, facing, facing_source=source, level_naming=naming,
-                                             confidence=confidence or None), grid)
+        return self.measurement.show(measure(array, spacing, facing, facing_source=source,
+                                             **nodes.server_context(labels, array)), grid)
 
     def flipFacing(self, volume) -> str:
         """Set ``volume``'s facing to the other side (the annotator's call, recorded as such); return it."""

@@ -122,7 +122,11 @@ def step_correct(logic, seg, volume) -> dict:
     """
     before = [r.level for r in logic.measurement.result.vertebrae]
     labels_before = nodes.labels_of(logic.scene, seg, volume)[0]
+    stages = nodes.drawn_stages(seg, labels_before)
+    check(stages and set(stages.values()) == {1}, f"stages {stages}")  # the tiny model has no stage 2
     mapping = logic.shiftLevels(seg, -1)
+    check(nodes.drawn_stages(seg, nodes.labels_of(logic.scene, seg, volume)[0]) == {mapping[c]: 1 for c in stages},
+          "the stages follow the renamed levels")
     logic.measure(seg, volume)
     shifted = [r.level for r in logic.measurement.result.vertebrae]
     check(shifted == [level_name(level_below(level_code(n), -1)) for n in before], f"{before} shifted {shifted}")
@@ -188,7 +192,10 @@ def step_edit(logic, seg, volume) -> dict:
     np.testing.assert_array_equal(nodes.labels_of(logic.scene, seg, volume)[0], edited)
     logic.measure(seg, volume)
     confidence = {int(k): v for k, v in json.loads(seg.GetAttribute(ATTR["confidence"])).items()}
-    expected = measure(edited, result.spacing_mm, result.facing, confidence=confidence or None).vertebrae
+    # the server's stage-1 outlines get no fracture grade; the edited one is the annotator's, graded as measured
+    stages = {v["code"]: v["stage"] for v in logic.lastInfer["morphometry"]["vertebrae"] if v["code"] != target.code}
+    expected = measure(edited, result.spacing_mm, result.facing, confidence=confidence or None,
+                       stages=stages).vertebrae
     got = logic.measurement.result.vertebrae
     check([(r.level, r.Ha_mm, r.genant_grade) for r in got] == [(r.level, r.Ha_mm, r.genant_grade) for r in expected],
           "re-measuring does not match spinemorph.measure on the edited labels")

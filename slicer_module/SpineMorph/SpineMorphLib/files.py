@@ -8,9 +8,27 @@ no Qt.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
-__all__ = ["ResultFiles"]
+__all__ = ["ResultFiles", "WorkFolder"]
+
+
+class WorkFolder:
+    """Where downloads, the server's labels and the labels sent go: ``given``, the caller's, which stays; else a new
+    temporary ``SpineMorph-*`` folder of one Slicer session, copies of what the server holds, removed by ``close()``
+    or at Python's exit."""
+
+    def __init__(self, given: str | Path | None = None) -> None:
+        self.path = Path(given or tempfile.mkdtemp(prefix="SpineMorph-"))
+        self._remove = None if given else weakref.finalize(self, shutil.rmtree, self.path, True)
+
+    def close(self) -> None:
+        """Remove the folder when it is this object's own."""
+        if self._remove is not None:
+            self._remove()
 
 
 class ResultFiles:

@@ -7,6 +7,9 @@ scene explicitly: ``slicer-core`` has no ``slicer.mrmlScene``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import slicer
 import vtk
@@ -19,15 +22,50 @@ from SpineMorphLib.records import labels_from_export, segment_code, segment_styl
 __all__ = [
     "ATTR", "grid_of", "pixels_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels",
     "style_segments", "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color",
-    "remove_nodes",
+    "remove_nodes", "mask_digest", "keep_stages", "drawn_stages", "server_context",
 ]
 
 #: Node attributes the module writes on the volumes it loads (values are text).
 ATTR = {"image_id": "SpineMorph.ImageId", "spacing": "SpineMorph.SpacingMm", "facing": "SpineMorph.Facing",
         "facing_source": "SpineMorph.FacingSource", "patient_id": "SpineMorph.PatientId",
         "study_uid": "SpineMorph.StudyUID", "level": "SpineMorph.Level", "station": "SpineMorph.Station",
-        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence",
+        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence", "stages": "SpineMorph.Stages",
         "started": "SpineMorph.AnnotationStarted"}  # started: Next sample's time (epoch seconds), for Submit
+_BY_CODE = ("confidence", "stages")  # attributes keyed by level code, renamed with the levels
+
+
+def mask_digest(labels: np.ndarray, code: int) -> str:
+    """Return a short digest of one level's mask: whether a segment is still the outline the server drew."""
+    return hashlib.sha1(np.packbits(labels == code).tobytes()).hexdigest()[:16]
+
+
+def keep_stages(node, labels: np.ndarray, stages: dict[int, int]) -> None:
+    """Record on ``node`` which pipeline stage drew each level of the server's ``labels``, with its mask's digest."""
+    node.SetAttribute(ATTR["stages"], json.dumps({str(c): [s, mask_digest(labels, c)] for c, s in stages.items()}))
+
+
+def drawn_stages(node, labels: np.ndarray) -> dict[int, int] | None:
+    """Return the stage that drew each level whose mask in ``labels`` is still the server's (an edited segment is
+    the annotator's, of no stage: graded as measured), or None. A stage-1 outline gets no fracture grade
+    (``coarse_outline``), as on the server."""
+    drawn = json.loads(node.GetAttribute(ATTR["stages"]) or "{}")
+    return {int(c): s for c, (s, digest) in drawn.items() if mask_digest(labels, int(c)) == digest} or None
+
+
+def server_context(node, labels: np.ndarray) -> dict:
+    """Return what the server said of a labels node's levels, as ``spinemorph.measure`` keywords: how they were
+    named, the network's confidence per level, and the stage that drew each unedited outline."""
+    confidence = {int(k): v for k, v in json.loads(node.GetAttribute(ATTR["confidence"]) or "{}").items()}
+    return {"level_naming": json.loads(node.GetAttribute(ATTR["naming"]) or "null"),
+            "confidence": confidence or None, "stages": drawn_stages(node, labels)}
+
+
+def _rename_codes(node, mapping: dict[int, int]) -> None:
+    """Move the attributes keyed by level code (confidence, stages) to the levels' new codes."""
+    for key in _BY_CODE:
+        if node.GetAttribute(ATTR[key]):
+            values = json.loads(node.GetAttribute(ATTR[key]))
+            node.SetAttribute(ATTR[key], json.dumps({str(mapping.get(int(c), int(c))): v for c, v in values.items()}))
 
 
 def _matrix(node) -> np.ndarray:
@@ -189,6 +227,7 @@ def shift_levels(scene, node, steps: int) -> dict[int, int]:
             if codes[id(segment)] is not None:
                 segment.SetName(segment_style(mapping[codes[id(segment)]])[0])
         style_segments(node)
+        _rename_codes(node, mapping)
         return mapping
     array = slicer.util.arrayFromVolume(node)
     mapping = shifted_codes([int(c) for c in np.unique(array) if c], steps)
@@ -196,6 +235,7 @@ def shift_levels(scene, node, steps: int) -> dict[int, int]:
     for old, new in mapping.items():
         lookup[old] = new
     slicer.util.updateVolumeFromArray(node, lookup[array])
+    _rename_codes(node, mapping)
     return mapping
 
 
