@@ -23,10 +23,10 @@ __all__ = ["Candidate", "find_centres", "name_centres", "naming_margin", "LUMBAR
 LUMBAR: tuple[int, ...] = (20, 21, 22, 23, 24)  # L1..L5
 _MIN_VOTE = 0.15  # below this mean map value at the centres, the model has no opinion on the levels
 #: Under this margin between the best naming's vote total and the runner-up's (a share of the best), the levels are
-#: flagged ``level_uncertain``: the least of 0.05, 0.1, ..., 0.5 under which the shipped model named 90 % of the
-#: bodies it found right on held-out calibration images (60 simulations of seed 1200; never a test set). There it
-#: flags 24 of the 60 images, which hold 83 found bodies and 21 named right, and leaves 196 bodies, 176 named right
-#: (without the flag: 197 of 279 right, 71 %, and no image flagged); it flags 21 of 24 CT-DRRs of seed 8000.
+#: flagged ``level_uncertain``: the least margin tried (0.05 to 0.3 by 0.05, 0.4, 0.5) above which the shipped
+#: model named 90 % of the bodies it found right on held-out calibration images (60 simulations of seed 1200; never
+#: a test set). There it flags 24 of the 60 images, which hold 83 found bodies and 21 named right, and leaves 196
+#: bodies, 176 named right (without the flag: 197 of 279 right, 71 %); it flags 21 of 24 CT-DRRs of seed 8000.
 SURE_MARGIN = 0.5
 
 
