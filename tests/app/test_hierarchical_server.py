@@ -57,13 +57,6 @@ def test_the_pipeline_on_a_tiny_simulated_image_returns_centres_boxes_and_morpho
     assert result["morphometry"]["vertebrae"] and {"posenet_s", "patches_s", "level_set_s"} <= set(result["timings"])
 
 
-def test_a_film_without_patient_orientation_takes_the_shipped_facing_model(hier_server):
-    _, result = MONAILabelClient(hier_server[0]).infer("hierarchical", "xray-sixteen-bit", {})  # a PNG
-    morphometry = result["morphometry"]
-    assert morphometry["facing_source"] == "image" and 0.5 <= morphometry["facing_confidence"] <= 1.0
-    assert result["facing"] == morphometry["facing"] in ("left", "right") and "facing_s" in result["timings"]
-
-
 def test_centre_points_for_display(hier_server, studies):
     image_id, _ = _lumbar_image(studies)
     label_file, result = MONAILabelClient(hier_server[0]).infer("hierarchical", image_id,

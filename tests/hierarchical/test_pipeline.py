@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -100,14 +98,3 @@ def test_levels_the_model_has_no_opinion_on_are_flagged_in_the_morphometry_too()
     assert assumed.flags[-2:] == ["levels_assumed_lowest_l5", "level_uncertain"]
     assert "level_uncertain" in assumed.morphometry.flags
     assert assumed.to_dict()["morphometry"]["level_naming"] == {"anchor": None, "level_uncertain": True}
-
-
-def test_a_film_without_a_facing_takes_the_facing_models_and_a_files_own_comes_first():
-    film = replace(_image(POINTS), facing=None)
-    told = run_hierarchical(film, _model(POINTS), facing_model=lambda pixels: ("right", 0.97)).morphometry
-    assert (told.facing, told.facing_source, told.facing_confidence) == ("right", "image", 0.97)
-    unsure = run_hierarchical(film, _model(POINTS), facing_model=lambda pixels: ("right", 0.6)).morphometry
-    assert "facing_uncertain" in unsure.flags and all(r.genant_grade is None for r in unsure.vertebrae)
-    own = run_hierarchical(_image(POINTS), _model(POINTS), facing_model=lambda pixels: ("right", 0.97)).morphometry
-    assert (own.facing, own.facing_source) == ("left", "file")
-    assert run_hierarchical(film, _model(POINTS)).morphometry.facing_source == "inferred"  # no model: from shapes

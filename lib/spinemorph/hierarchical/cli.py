@@ -49,14 +49,12 @@ def _train_patches(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from spinemorph.hierarchical.model import load_hierarchical
     from spinemorph.hierarchical.pipeline import HierarchicalOptions, run_hierarchical
-    from spinemorph.inference.analyse import load_facing
     from spinemorph.io import image_id, read_radiograph, write_labelmap
 
     model = load_hierarchical(args.model)
     image = read_radiograph(args.image)
     options = HierarchicalOptions(view=args.view, level_set=not args.no_level_set, anchor=args.anchor)
-    facing = load_facing(args.facing_model) if args.facing_model else None
-    result = run_hierarchical(image, model, options, facing_model=facing)
+    result = run_hierarchical(image, model, options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = image_id(args.image)
@@ -118,9 +116,6 @@ def add_parsers(sub) -> None:
                      help="lumbar: the paper's five centres from the bottom; auto: name every centre")
     run.add_argument("--anchor", help="level of the lowest centre, e.g. L5 (default: from the model)")
     run.add_argument("--no-level-set", action="store_true", help="skip the level-set refinement")
-    run.add_argument("--facing-model", default=str(DEFAULT_BUNDLE.parent / "spinemorph_levels"),
-                     help="bundle whose models/facing.pt gives the facing of a film without PatientOrientation "
-                          "(default: the shipped one; '' infers it from the bodies' shapes)")
     run.set_defaults(run=_run)
 
     bun = steps.add_parser("bundle", help="write Pose-net and M-net as one MONAI bundle")

@@ -21,8 +21,7 @@ from spinemorph.hierarchical.inputs import FitGeometry, full_resolution, pose_in
 from spinemorph.hierarchical.levelset import LevelSetOptions, refine_mask
 from spinemorph.hierarchical.model import HierarchicalModel
 from spinemorph.levels import TRAINED_LEVELS, fill_holes, level_name
-from spinemorph.measure import Morphometry
-from spinemorph.measure import measure as measure_labels
+from spinemorph.measure import Morphometry, measure_radiograph
 
 __all__ = ["HierarchicalOptions", "HierarchicalResult", "locate", "segment_boxes", "refine_scores", "paste_back",
            "run_hierarchical"]
@@ -165,12 +164,8 @@ def _rejected_record(candidate: Candidate, geometry: FitGeometry) -> dict:
 
 
 def run_hierarchical(image, model: HierarchicalModel, options: HierarchicalOptions = HierarchicalOptions(),
-                     measure: bool = True, facing_model=None) -> HierarchicalResult:
-    """Return the pipeline's result on a ``spinemorph.io.Radiograph``: labelmap, centres, boxes and morphometry.
-
-    The facing is the file's when it has one, else ``facing_model``'s (pixels -> facing, confidence: the facing
-    classifier shipped with the default model, ``spinemorph.inference.analyse.load_facing``), else inferred from the
-    bodies' shapes, as ``spinemorph.inference.analyse`` does."""
+                     measure: bool = True) -> HierarchicalResult:
+    """Return the pipeline's result on a ``spinemorph.io.Radiograph``: labelmap, centres, boxes and morphometry."""
     times = {}
     start = time.perf_counter()
     points, codes, kept, rejected, flags, geometry = locate(image.pixels, model, options)
@@ -191,15 +186,9 @@ def run_hierarchical(image, model: HierarchicalModel, options: HierarchicalOptio
                                                                                             strict=True)],
                                 boxes, flags, rejected=[_rejected_record(c, geometry) for c in rejected])
     if measure:
-        from spinemorph.inference.analyse import facing_of
-
-        start = time.perf_counter()
-        facing, source, confidence = facing_of(image, facing_model)
-        times["facing_s"] = time.perf_counter() - start
         start = time.perf_counter()
         naming = {"anchor": options.anchor, "level_uncertain": "level_uncertain" in flags}
-        result.morphometry = measure_labels(labels, image.spacing_mm, facing, facing_source=source,
-                                            facing_confidence=confidence, level_naming=naming)
+        result.morphometry = measure_radiograph(labels, image, level_naming=naming)
         times["morphometry_s"] = time.perf_counter() - start
     result.timings = {**times, "total_s": sum(times.values())}
     return result

@@ -1,9 +1,7 @@
 """The hierarchical model (Kim et al. 2019): where its two networks come from and where training publishes them.
 
 Each stage is served from its published checkpoint (``model_dir/hierarchical/<stage>.pt``, written by the stage's
-train task) when there is one, else from the shipped bundle (or ``--conf hierarchical_weights DIR``). A film without
-PatientOrientation takes its facing from the facing classifier shipped with the default model
-(``spinemorph_levels/models/facing.pt``, or ``--conf hierarchical_facing BUNDLE``), as the default infer task does.
+train task) when there is one, else from the shipped bundle (or ``--conf hierarchical_weights DIR``).
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import torch
 
 from spinemorph.hierarchical.model import STAGES, HierarchicalModel
 from spinemorph.inference import ModelSpec, load_model
-from spinemorph.inference.analyse import load_facing
 from spinemorph.inference.identity import weights_identity
 
 __all__ = ["HIERARCHICAL", "HierarchicalConfig"]
@@ -32,26 +29,16 @@ class HierarchicalConfig:
 
     published: Path
     initial: Path | None
-    facing: Path | None = None  # a bundle with models/facing.pt
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, str, torch.nn.Module, ModelSpec]] = {}
-        self._facing = None
 
     @classmethod
     def from_conf(cls, conf: dict, model_dir: Path, bundles: Path) -> HierarchicalConfig:
         """Return the config the app's ``--conf`` options describe."""
         initial = conf.get(f"{HIERARCHICAL}_weights") or bundles / "spinemorph_hierarchical"
-        facing = conf.get(f"{HIERARCHICAL}_facing") or bundles / "spinemorph_levels"
-        return cls(Path(model_dir) / HIERARCHICAL, Path(initial), Path(facing))
-
-    def facing_model(self):
-        """Return the facing model (pixels -> facing, confidence), loaded once, or None when there is none."""
-        with self._lock:
-            if self._facing is None and self.facing is not None:
-                self._facing = load_facing(self.facing) or False
-            return self._facing or None
+        return cls(Path(model_dir) / HIERARCHICAL, Path(initial))
 
     def stage_weights(self, stage: str) -> Path | None:
         """Return the checkpoint a stage ("posenet" or "patches") serves, or None if there is none."""

@@ -83,7 +83,7 @@ class HierarchicalInfer(InferTask):
             model = self.cfg.model(device)
         except FileNotFoundError as err:
             raise HTTPException(503, str(err)) from None
-        result = run_hierarchical(image, model, options, facing_model=self.cfg.facing_model())
+        result = run_hierarchical(image, model, options)
         start = time.perf_counter()
         out = result_file("spinemorph-hierarchical-", ".nii.gz")
         labels = result.labels if output == "labels" else centre_discs(image.shape, result.centres)
