@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from selenium import webdriver
@@ -162,6 +163,14 @@ def run(page: Page, server_url: str) -> dict:
     seen["error_after_measure"] = page.text("error")
     seen["headers"], seen["rows"], seen["row_colours"] = page.table()
     page.shot("measured")
+
+    # Export CSV: the page links the file for the browser to download (fetched here as the browser would)
+    page.click("export-csv")
+    link = WebDriverWait(page.d, 30).until(lambda d: d.find_elements(By.ID, "download"))[0]
+    seen["download"] = {"text": link.text, "href": link.get_attribute("href"),
+                        "name": link.get_attribute("download")}
+    with urllib.request.urlopen(seen["download"]["href"], timeout=30) as answer:
+        seen["download"]["csv"] = answer.read().decode()
 
     # the one-click corrections, each undone again so that what is submitted is what was measured above
     seen["shifted"] = page.click_for_message("levels-up", "^Levels now")

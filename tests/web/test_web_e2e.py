@@ -7,6 +7,8 @@ auto-segments, paints on one level, undoes, measures and submits; here the page'
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -103,6 +105,16 @@ def test_the_table_is_spinemorph_measure_on_the_saved_label(loop, studies):
     for row, colour in zip(seen["rows"], seen["row_colours"], strict=True):
         if row[grade]:
             assert colour == "rgba({}, {}, {}, 1)".format(*GRADE_COLORS[int(row[grade])])
+
+
+def test_export_csv_gives_a_link_the_browser_downloads_with_the_table(loop):
+    seen, _, work = loop
+    download = seen["download"]
+    assert download["href"].startswith("http://127.0.0.1:") and "/exports/" in download["href"]
+    assert download["name"] == f"{seen['image']}-morphometry.csv" and download["name"] in download["text"]
+    rows = list(csv.reader(io.StringIO(download["csv"])))
+    assert [r[0] for r in rows[1:]] == [r[seen["headers"].index("Level")] for r in seen["rows"]]
+    assert download["csv"] == (work / "exports" / download["name"]).read_bytes().decode()  # the file it wrote
 
 
 def test_the_submitted_label_is_the_edited_one(loop, studies):

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import tempfile
+from pathlib import Path
 
 from trame.app import get_server
 from trame_slicer import module as trame_slicer_module
@@ -42,6 +43,9 @@ class SpineMorphWebApp:
         self.layout_manager.register_layout(FILM_LAYOUT, _film_layout())
         self.layout_manager.set_layout(FILM_LAYOUT)
         self.session = WebSession(self.slicer, workdir or tempfile.mkdtemp(prefix="spinemorph-web-"))
+        exports = Path(self.session.logic.workdir) / "exports"  # where session.export writes
+        exports.mkdir(parents=True, exist_ok=True)
+        self.server.serve["exports"] = str(exports)  # the page's downloads: http://HOST:PORT/exports/NAME
         self.session.undo_stack.can_undo_changed.connect(self._on_undo_changed)
         self.slicer.segmentation_editor.segmentation_modified.connect(self._on_segmentation_modified)
         self.state.update({
@@ -50,6 +54,7 @@ class SpineMorphWebApp:
             "model": None, "wanted_image": "", "image_id": "", "levels": [], "level": None, "level_px": 0,
             "tool": "none", "can_undo": False, "headers": [], "rows": [], "error": "", "message": "",
             "busy": False, "epochs": 2, "training": False, "train_percent": 0, "train_text": "", "exported": "",
+            "export_url": "", "export_name": "",
         })
         for name in ("connect", "next_sample", "open_image", "auto_segment", "undo", "measure", "flip_facing",
                      "shift_levels", "submit", "train", "export"):
@@ -107,7 +112,7 @@ class SpineMorphWebApp:
 
     def _shown(self, image_id: str) -> None:
         self.state.update({"image_id": image_id, "levels": [], "level": None, "rows": [], "headers": [],
-                           "tool": "none", "can_undo": False, "exported": ""})
+                           "tool": "none", "can_undo": False, "exported": "", "export_url": "", "export_name": ""})
 
     @_action("auto-segment")
     def on_auto_segment(self) -> None:
@@ -201,7 +206,10 @@ class SpineMorphWebApp:
 
     @_action("export")
     def on_export(self, kind: str) -> None:
-        self.state.exported = f"Written {self.session.export(kind)}"
+        path = self.session.export(kind)
+        # a link the browser downloads, wherever the page runs (the path is on the page's machine)
+        self.state.update({"exported": f"Written {path}", "export_name": path.name,
+                           "export_url": f"exports/{path.name}?v={path.stat().st_mtime_ns}"})
 
 
 def main(argv: list[str] | None = None) -> None:

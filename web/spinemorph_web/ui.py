@@ -97,6 +97,8 @@ def _train_card(ctrl) -> None:
                 v3.VBtn("Export PNG", id="export-png", click=(ctrl.export, "['png']"), block=True,
                         density="compact")
         html.Div("{{ exported }}", id="exported", classes="text-caption")
+        html.A("Download {{ export_name }}", id="download", href=("export_url",), download=("export_name",),
+               v_if="export_url", classes="text-caption")
 
 
 def _results_table() -> None:
