@@ -1,8 +1,9 @@
 """`spinemorph web` end to end: a real server, a real `spinemorph web` process and headless Chromium.
 
 The browser (tests/web/browser_loop.py, in .venv-web's Python) connects, meets two errors, takes the next sample,
-auto-segments, paints on one level, undoes, measures and submits; here the page's table is checked against
-``spinemorph.measure`` on the label the server saved. Screenshots of each step stay in the test's tmp folder.
+auto-segments, paints on one level, undoes, measures, exports and downloads the CSV, and submits; here the page's
+table is checked against ``spinemorph.measure`` on the label the server saved. Screenshots of each step stay in the
+test's tmp folder.
 """
 
 from __future__ import annotations
