@@ -321,6 +321,7 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
         geometry is used and the facing is inferred. No server is needed.
         """
         from spinemorph.measure import measure
+        from spinemorph.measure.gates import withhold
         from SpineMorphLib import nodes
 
         if labels is None:
@@ -329,8 +330,10 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
             nodes.style_segments(labels)  # segments added in the Segment Editor take their level's colour too
         array, grid = nodes.labels_of(self.scene, labels, reference)
         spacing, facing, source = nodes.measurement_geometry(reference if reference is not None else labels, grid)
-        return self.measurement.show(measure(array, spacing, facing, facing_source=source,
-                                             **nodes.server_context(labels, array)), grid)
+        said, withheld = nodes.server_context(labels, array)  # the server's refusals of its unedited outlines
+        result = measure(array, spacing, facing, facing_source=source, **said)
+        withhold(result.vertebrae, withheld)
+        return self.measurement.show(result, grid)
 
     def flipFacing(self, volume) -> str:
         """Set ``volume``'s facing to the other side (the annotator's call, recorded as such); return it."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spinemorph.measure import measure
-from spinemorph.measure.gates import DEFAULT_GATES, TRUTH_GATES, _edge, _outside, gate_views, solidity
+from spinemorph.measure.gates import DEFAULT_GATES, TRUTH_GATES, _edge, _outside, gate_views, solidity, withhold
 from spinemorph.measure.records import VertebraRecord
 
 ROWS = {19: (20, 60), 20: (70, 110), 21: (120, 160), 22: (170, 210), 23: (220, 260)}  # T12-L4, 40 rows each
@@ -128,6 +128,17 @@ def test_a_fracture_on_a_stage_1_outline_is_not_graded_and_normal_ones_are():
                      gates=replace(DEFAULT_GATES, fine_fracture=False)).by_level()
     assert opened["L2"].genant_grade == 3
     assert measure(crushed, (1.0, 1.0), "left").by_level()["L2"].genant_grade == 3  # stage unknown: not judged
+
+
+def test_a_refusal_made_elsewhere_withdraws_a_fracture_grade_and_keeps_a_normal_one():
+    agreement = {19: 0.9, 20: 0.85, 21: 0.95, 22: 0.92, 23: 0.88}
+    result = measure(spine(L2=(130, 150, 30, 90)), (1.0, 1.0), "left", agreement=agreement)
+    assert [r.agreement for r in result.vertebrae] == list(agreement.values())  # carried into the JSON
+    assert result.to_dict()["vertebrae"][2]["agreement"] == 0.95
+    withhold(result.vertebrae, {21: ["views_disagree"], 22: ["views_disagree"]})
+    by = result.by_level()
+    assert by["L2"].genant_grade is None and by["L2"].flags[-2:] == ["low_confidence", "views_disagree"]
+    assert by["L3"].genant_grade == 0 and "views_disagree" not in by["L3"].flags
 
 
 def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbours():

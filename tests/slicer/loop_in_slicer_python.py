@@ -122,11 +122,11 @@ def step_correct(logic, seg, volume) -> dict:
     """
     before = [r.level for r in logic.measurement.result.vertebrae]
     labels_before = nodes.labels_of(logic.scene, seg, volume)[0]
-    stages = nodes.drawn_stages(seg, labels_before)
-    check(stages and set(stages.values()) == {1}, f"stages {stages}")  # the tiny model has no stage 2
+    outlines = nodes.server_outlines(seg, labels_before)
+    check(outlines and {v["stage"] for v in outlines.values()} == {1}, f"outlines {outlines}")  # no stage 2 here
     mapping = logic.shiftLevels(seg, -1)
-    check(nodes.drawn_stages(seg, nodes.labels_of(logic.scene, seg, volume)[0]) == {mapping[c]: 1 for c in stages},
-          "the stages follow the renamed levels")
+    check(nodes.server_outlines(seg, nodes.labels_of(logic.scene, seg, volume)[0])
+          == {mapping[c]: v for c, v in outlines.items()}, "what the server said follows the renamed levels")
     logic.measure(seg, volume)
     shifted = [r.level for r in logic.measurement.result.vertebrae]
     check(shifted == [level_name(level_below(level_code(n), -1)) for n in before], f"{before} shifted {shifted}")

@@ -84,3 +84,15 @@ def test_the_logic_removes_the_work_folder_it_made_and_keeps_a_given_one():
         assert not Path(folders["left"]).exists()  # never closed: removed at the interpreter's exit
     finally:
         shutil.rmtree(folders["given"], ignore_errors=True)
+
+
+def test_measure_keeps_the_servers_refusals_of_its_unedited_outlines():
+    done = run_in_slicer_python(MODULE.parents[1] / "tests" / "slicer" / "refusals_in_slicer_python.py", timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    sent, edited = seen["sent"], seen["edited"]
+    assert sent["L2"][0] is None and "stages_disagree" in sent["L2"][1]  # its overlap, as the server measured it
+    assert sent["L3"][0] is None and sent["L3"][1][-2:] == ["low_confidence", "views_disagree"]  # the server's call
+    assert [sent[v][0] for v in ("L1", "L4", "L5")] == [0, 0, 0]
+    assert edited["L3"][0] == 2 and "views_disagree" not in edited["L3"][1]  # edited: the annotator's, graded
+    assert edited["L2"][0] is None and "stages_disagree" in edited["L2"][1]  # still the server's outline

@@ -114,6 +114,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
                                                                                    strict=True)]
     for rec in records:
         rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
+        rec.agreement = (agreement or {}).get(rec.code)
     # A segment that is no plausible body on its own is no neighbour: not a reference for VCR, crush or size.
     shapes = segment_shapes(records, bodies)  # once, for both passes of the gates
     bad = implausible_alone(records, bodies, confidence, gates, agreement, shapes)

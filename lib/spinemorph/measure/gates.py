@@ -47,7 +47,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from spinemorph.measure.records import VertebraRecord
 
-__all__ = ["Gates", "DEFAULT_GATES", "TRUTH_GATES", "gate_records", "gate_views", "implausible_alone",
+__all__ = ["Gates", "DEFAULT_GATES", "TRUTH_GATES", "gate_records", "gate_views", "withhold", "implausible_alone",
            "segment_statistics", "segment_shapes", "solidity", "GATE_FLAGS"]
 
 GATE_FLAGS = ("not_solid", "implausible_size", "implausible_shape", "no_neighbour", "points_outside",
@@ -288,3 +288,13 @@ def gate_views(records: list[VertebraRecord], views: list) -> None:
         if any((other := seen.get(rec.level)) is None or not other.genant_grade for seen in by_level):
             rec.genant_grade, rec.deformity = None, None
             rec.flags += [f for f in ("low_confidence", "views_disagree") if f not in rec.flags]
+
+
+def withhold(records: list[VertebraRecord], reasons: dict[int, list[str]]) -> None:
+    """Withdraw, in place, the fracture grade (>= 1) of every record whose level code has ``reasons``: a refusal
+    made where the evidence was (the server's ``views_disagree`` on an outline nobody has edited since), which a
+    re-measurement of the same outline cannot repeat on its own."""
+    for rec in records:
+        if rec.genant_grade and reasons.get(rec.code):
+            rec.genant_grade, rec.deformity = None, None
+            rec.flags += [f for f in ("low_confidence", *reasons[rec.code]) if f not in rec.flags]

@@ -22,16 +22,18 @@ from SpineMorphLib.records import labels_from_export, segment_code, segment_styl
 __all__ = [
     "ATTR", "grid_of", "pixels_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels",
     "style_segments", "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color",
-    "remove_nodes", "mask_digest", "keep_stages", "drawn_stages", "server_context",
+    "remove_nodes", "mask_digest", "keep_outlines", "server_outlines", "server_context", "SERVER_ONLY",
 ]
 
 #: Node attributes the module writes on the volumes it loads (values are text).
 ATTR = {"image_id": "SpineMorph.ImageId", "spacing": "SpineMorph.SpacingMm", "facing": "SpineMorph.Facing",
         "facing_source": "SpineMorph.FacingSource", "patient_id": "SpineMorph.PatientId",
         "study_uid": "SpineMorph.StudyUID", "level": "SpineMorph.Level", "station": "SpineMorph.Station",
-        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence", "stages": "SpineMorph.Stages",
+        "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence", "outlines": "SpineMorph.Outlines",
         "started": "SpineMorph.AnnotationStarted"}  # started: Next sample's time (epoch seconds), for Submit
-_BY_CODE = ("confidence", "stages")  # attributes keyed by level code, renamed with the levels
+_BY_CODE = ("confidence", "outlines")  # attributes keyed by level code, renamed with the levels
+#: The server's refusals that re-measuring the same outline cannot repeat: it measured each of stage 2's views alone.
+SERVER_ONLY = ("views_disagree",)
 
 
 def mask_digest(labels: np.ndarray, code: int) -> str:
@@ -39,29 +41,42 @@ def mask_digest(labels: np.ndarray, code: int) -> str:
     return hashlib.sha1(np.packbits(labels == code).tobytes()).hexdigest()[:16]
 
 
-def keep_stages(node, labels: np.ndarray, stages: dict[int, int]) -> None:
-    """Record on ``node`` which pipeline stage drew each level of the server's ``labels``, with its mask's digest."""
-    node.SetAttribute(ATTR["stages"], json.dumps({str(c): [s, mask_digest(labels, c)] for c, s in stages.items()}))
+def keep_outlines(node, labels: np.ndarray, vertebrae: list[dict]) -> None:
+    """Record on ``node``, for each level of the server's ``labels`` and its morphometry ``vertebrae``: the stage that
+    drew it, the overlap of its two stages' outlines, the server's refusals a re-measurement cannot repeat
+    (``SERVER_ONLY``) and a digest of its mask."""
+    kept = {}
+    for v in vertebrae:
+        if v.get("code") is not None:
+            kept[str(v["code"])] = {"stage": v.get("stage"), "agreement": v.get("agreement"),
+                                    "withheld": [f for f in v.get("flags", []) if f in SERVER_ONLY],
+                                    "digest": mask_digest(labels, v["code"])}
+    node.SetAttribute(ATTR["outlines"], json.dumps(kept))
 
 
-def drawn_stages(node, labels: np.ndarray) -> dict[int, int] | None:
-    """Return the stage that drew each level whose mask in ``labels`` is still the server's (an edited segment is
-    the annotator's, of no stage: graded as measured), or None. A stage-1 outline gets no fracture grade
-    (``coarse_outline``), as on the server."""
-    drawn = json.loads(node.GetAttribute(ATTR["stages"]) or "{}")
-    return {int(c): s for c, (s, digest) in drawn.items() if mask_digest(labels, int(c)) == digest} or None
+def server_outlines(node, labels: np.ndarray) -> dict[int, dict]:
+    """Return what the server said of each level whose mask in ``labels`` is still the one it drew (an edited
+    segment is the annotator's: measured as drawn)."""
+    kept = json.loads(node.GetAttribute(ATTR["outlines"]) or "{}")
+    return {int(c): v for c, v in kept.items() if mask_digest(labels, int(c)) == v["digest"]}
 
 
-def server_context(node, labels: np.ndarray) -> dict:
-    """Return what the server said of a labels node's levels, as ``spinemorph.measure`` keywords: how they were
-    named, the network's confidence per level, and the stage that drew each unedited outline."""
+def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]]]:
+    """Return what the server said of a labels node's levels: the ``spinemorph.measure`` keywords (how the levels
+    were named, the network's confidence, and for each unedited outline its stage and stages' overlap, so that
+    ``coarse_outline`` and ``stages_disagree`` refuse as on the server) and the server-only refusals by level code
+    (for ``spinemorph.measure.gates.withhold``)."""
     confidence = {int(k): v for k, v in json.loads(node.GetAttribute(ATTR["confidence"]) or "{}").items()}
-    return {"level_naming": json.loads(node.GetAttribute(ATTR["naming"]) or "null"),
-            "confidence": confidence or None, "stages": drawn_stages(node, labels)}
+    outlines = server_outlines(node, labels)
+    keywords = {"level_naming": json.loads(node.GetAttribute(ATTR["naming"]) or "null"),
+                "confidence": confidence or None,
+                "stages": {c: v["stage"] for c, v in outlines.items() if v["stage"]} or None,
+                "agreement": {c: v["agreement"] for c, v in outlines.items() if v["agreement"] is not None} or None}
+    return keywords, {c: v["withheld"] for c, v in outlines.items() if v["withheld"]}
 
 
 def _rename_codes(node, mapping: dict[int, int]) -> None:
-    """Move the attributes keyed by level code (confidence, stages) to the levels' new codes."""
+    """Move the attributes keyed by level code (confidence, outlines) to the levels' new codes."""
     for key in _BY_CODE:
         if node.GetAttribute(ATTR[key]):
             values = json.loads(node.GetAttribute(ATTR[key]))

@@ -1,0 +1,52 @@
+"""The server's refusals in Slicer's Measure, in slicer-core's Python: a segmentation as autoSegment leaves it, with
+what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree), measured by the Logic,
+then with one segment edited. Prints the grades and flags by level as JSON (tests/slicer/test_module_files)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import slicer
+
+MODULE = Path(__file__).resolve().parents[2] / "slicer_module" / "SpineMorph"
+
+
+def graded(logic) -> dict:
+    return {r.level: [r.genant_grade, r.flags] for r in logic.measurement.result.vertebrae}
+
+
+def main() -> int:
+    """Measure the box spine (L3 a grade-2 wedge) as the server sent it, then with L3 edited; print both."""
+    sys.path.insert(0, str(MODULE))
+    import SpineMorph
+
+    from spinemorph.io import Radiograph, display_affine
+    from SpineMorphLib import nodes
+    from SpineMorphLib.sample import box_spine
+
+    scene = slicer.vtkMRMLScene()
+    with tempfile.TemporaryDirectory() as work:
+        logic = SpineMorph.SpineMorphLogic(scene=scene, workdir=work)
+        labels = box_spine()
+        image = Radiograph(labels * 0 + 100, (0.5, 0.5), "PixelSpacing", "left", display_affine((0.5, 0.5)), {})
+        volume = nodes.add_image_volume(scene, image, "film")
+        seg = nodes.show_labels(scene, labels, volume)
+        said = [{"code": c, "stage": 2, "agreement": 0.3 if c == 21 else 0.9,  # L2: stage 2 drew something else
+                 "flags": ["low_confidence", "views_disagree"] if c == 22 else []} for c in range(20, 25)]
+        nodes.keep_outlines(seg, labels, said)
+        logic.measure(seg, volume)
+        sent = graded(logic)
+        edited = labels.copy()
+        edited[(labels == 22) & (np.arange(labels.shape[1])[None, :] > 105)] = 0  # trim L3's posterior edge
+        seg = nodes.show_labels(scene, edited, volume, seg)  # the same node, its segments redrawn
+        logic.measure(seg, volume)
+        print(json.dumps({"sent": sent, "edited": graded(logic)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
