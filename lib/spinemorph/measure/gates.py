@@ -282,12 +282,8 @@ def gate_views(records: list[VertebraRecord], views: list) -> None:
     60 full-size ones of seeds 4500-4700), after the ``implausible_shape`` gate, this withdrew 8 of the 10 false
     fracture grades left, and 2 true ones: a grade-3 CT-DRR fracture and a grade-1 simulated one."""
     by_level = [view.by_level() for view in views]
-    for rec in records:
-        if not rec.genant_grade:
-            continue
-        if any((other := seen.get(rec.level)) is None or not other.genant_grade for seen in by_level):
-            rec.genant_grade, rec.deformity = None, None
-            rec.flags += [f for f in ("low_confidence", "views_disagree") if f not in rec.flags]
+    withhold(records, {rec.code: ["views_disagree"] for rec in records if rec.genant_grade and any(
+        (other := seen.get(rec.level)) is None or not other.genant_grade for seen in by_level)})
 
 
 def withhold(records: list[VertebraRecord], reasons: dict[int, list[str]]) -> None:
