@@ -6,7 +6,6 @@ Qt: it runs in the application and on PyPI's ``slicer-core`` (MRML without Qt), 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from slicer.util import VTKObservationMixin
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # SpineMorphLib, also when run as a script
 from SpineMorphLib.annotation import AnnotationLoop  # noqa: E402  (standard library and numpy)
+from SpineMorphLib.corrections import Corrections  # noqa: E402  (standard library)
 from SpineMorphLib.dependencies import ensure_dependencies, use_repository_lib  # noqa: E402  (standard library)
 from SpineMorphLib.files import ResultFiles, WorkFolder  # noqa: E402  (standard library)
 
@@ -282,9 +282,10 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 table.setItem(i, j, item)
 
 
-class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
-    """Everything the module does, on MRML nodes and without Qt: measuring and corrections here, the annotation loop
-    with the server from ``SpineMorphLib.annotation``, reports read and results written from ``SpineMorphLib.files``.
+class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, Corrections, ResultFiles):
+    """Everything the module does, on MRML nodes and without Qt: measuring here, the annotation loop with the server
+    from ``SpineMorphLib.annotation``, the one-click corrections from ``SpineMorphLib.corrections``, reports read and
+    results written from ``SpineMorphLib.files``.
     ``__init__`` installs ``spinemorph`` and its dependencies on first use: methods import them where they need them.
 
     Args:
@@ -334,24 +335,6 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, ResultFiles):
         result = measure(array, spacing, facing, facing_source=source, **said)
         withhold(result.vertebrae, withheld)
         return self.measurement.show(result, grid)
-
-    def flipFacing(self, volume) -> str:
-        """Set ``volume``'s facing to the other side (the annotator's call, recorded as such); return it."""
-        from SpineMorphLib import nodes
-
-        result = self.measurement.result
-        return nodes.flip_facing(volume, result.facing if result is not None else None)
-
-    def shiftLevels(self, labels, steps: int) -> dict:
-        """Move every level of a segmentation or labelmap node ``steps`` down the spine (negative: up); return
-        old code -> new code. S1, the anchor, stays."""
-        from SpineMorphLib import nodes
-
-        if labels is None:
-            raise ValueError("Choose the segmentation whose levels to shift.")
-        mapping = nodes.shift_levels(self.scene, labels, steps)
-        labels.SetAttribute(nodes.ATTR["naming"], json.dumps({"anchor": "annotator", "level_uncertain": False}))
-        return mapping
 
 
 class SpineMorphTest(ScriptedLoadableModuleTest):
