@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import functools
 import logging
-import tempfile
 from pathlib import Path
 
 from trame.app import get_server
@@ -18,6 +17,7 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from spinemorph_web.errors import explain
 from spinemorph_web.session import WebSession
 from spinemorph_web.ui import build_page
+from spinemorph_web.workdir import own_workdir
 
 __all__ = ["SpineMorphWebApp", "main"]
 
@@ -42,7 +42,7 @@ class SpineMorphWebApp:
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         self.layout_manager.register_layout(FILM_LAYOUT, _film_layout())
         self.layout_manager.set_layout(FILM_LAYOUT)
-        self.session = WebSession(self.slicer, workdir or tempfile.mkdtemp(prefix="spinemorph-web-"))
+        self.session = WebSession(self.slicer, workdir or own_workdir())  # own_workdir: cleared at exit
         exports = Path(self.session.logic.workdir) / "exports"  # where session.export writes
         exports.mkdir(parents=True, exist_ok=True)
         self.server.serve["exports"] = str(exports)  # the page's downloads: http://HOST:PORT/exports/NAME
@@ -218,7 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="SpineMorph server address")
     parser.add_argument("--host", default="127.0.0.1", help="address the page listens on")
     parser.add_argument("--port", type=int, default=8080, help="port the page listens on")
-    parser.add_argument("--workdir", default=None, help="folder for downloads, labels and exports")
+    parser.add_argument("--workdir", default=None,
+                        help="folder for downloads, labels and exports, which stays (default: a temporary one, "
+                             "removed at exit but for its exports)")
     parser.add_argument("--connect", action="store_true", help="connect to --server at start")
     args, _ = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
