@@ -98,3 +98,42 @@ def test_levels_the_model_has_no_opinion_on_are_flagged_in_the_morphometry_too()
     assert assumed.flags[-2:] == ["levels_assumed_lowest_l5", "level_uncertain"]
     assert "level_uncertain" in assumed.morphometry.flags
     assert assumed.to_dict()["morphometry"]["level_naming"] == {"anchor": None, "level_uncertain": True}
+
+
+class Shape(nn.Module):
+    """Patch-network stand-in: the same body in every patch, drawn by column, whatever the patch shows."""
+
+    def __init__(self, short: slice):
+        super().__init__()
+        self.short = short  # columns whose height is cut by a third (left = the image's left)
+
+    def forward(self, x, all_outputs=None):
+        n = x.shape[-1]
+        body = torch.zeros(n, n)
+        body[n // 3:n - n // 3, n // 4:n - n // 4] = 1
+        cut = n // 3 + (n - 2 * (n // 3)) // 3
+        body[n // 3:cut, self.short] = 0
+        return (body * 20 - 10).expand(x.shape[0], 1, n, n)
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_a_fracture_the_mirror_view_does_not_repeat_is_withdrawn(views):
+    # Facing left: bodies short in front (a wedge) in the patch as cut, short behind in its mirror image.
+    model = HierarchicalModel(MapsOf(POINTS, (200, 120)), POSE, Shape(slice(8, 13)), PATCH)
+    options = HierarchicalOptions(view="lumbar", level_set=False, views=views)
+    records = run_hierarchical(_image(POINTS), model, options).morphometry.vertebrae
+    assert len(records) == 5 and all(r.wedge < 0.8 for r in records)  # measured alike either way
+    if views:
+        assert all(r.genant_grade is None and {"low_confidence", "views_disagree"} <= set(r.flags) for r in records)
+    else:
+        assert all(r.genant_grade and r.deformity == "wedge" and "views_disagree" not in r.flags for r in records)
+
+
+def test_a_fracture_both_views_see_stands():
+    # Short in the middle columns: the same body in either view (biconcave), so the grade stands.
+    model = HierarchicalModel(MapsOf(POINTS, (200, 120)), POSE, Shape(slice(14, 18)), PATCH)
+    result = run_hierarchical(_image(POINTS), model, HierarchicalOptions(view="lumbar", level_set=False))
+    records = result.morphometry.vertebrae
+    assert len(records) == 5 and all(r.genant_grade and r.deformity == "biconcave" for r in records)
+    assert not any("views_disagree" in r.flags for r in records)
+    assert "views_s" in result.timings

@@ -3,7 +3,9 @@
 Pose-net sees the image fitted into its frame; its centres go back to the image's pixels, where equation (6)
 boxes them. Patches are cut from the full-resolution image, segmented, optionally refined by the level set, and
 pasted back: where two patches claim a pixel, the more confident one wins. The labelmap holds VerSe codes on the
-input's own grid and is measured with ``spinemorph.measure``.
+input's own grid and is measured with ``spinemorph.measure``. A fracture grade stands only when M-net, shown each
+patch's mirror image, draws a body that is graded a fracture too (``views_disagree``, the gate stage 2 of the
+default model applies; see bench/calibrate_hierarchical.py).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from spinemorph.hierarchical.levelset import LevelSetOptions, refine_mask
 from spinemorph.hierarchical.model import HierarchicalModel
 from spinemorph.levels import TRAINED_LEVELS, fill_holes, level_name
 from spinemorph.measure import Morphometry, measure_radiograph
+from spinemorph.measure import measure as measure_labels
+from spinemorph.measure.gates import gate_views
 
-__all__ = ["HierarchicalOptions", "HierarchicalResult", "locate", "segment_boxes", "refine_scores", "paste_back",
-           "run_hierarchical"]
+__all__ = ["HierarchicalOptions", "HierarchicalResult", "locate", "segment_boxes", "mirrored_view", "refine_scores",
+           "paste_back", "run_hierarchical"]
 
 _L5_COLUMN = TRAINED_LEVELS.index(24)
 
@@ -39,6 +43,8 @@ class HierarchicalOptions:
         level_set: refine each patch's mask with the level set.
         window: the score window at the paper's 512-row input; scaled to the model's frame.
         score_ratio: candidates under this share of the mean score are dropped.
+        views: a fracture grade needs M-net's outline of each patch's mirror image (flipped back, refined alike)
+            to grade the level a fracture too (``views_disagree``, as stage 2 of the default model gates its grades).
     """
 
     view: str = "auto"
@@ -46,6 +52,7 @@ class HierarchicalOptions:
     level_set: bool = True
     window: int = 31
     score_ratio: float = 0.5
+    views: bool = True
     levelset: LevelSetOptions = field(default_factory=LevelSetOptions)
 
 
@@ -113,8 +120,18 @@ def segment_boxes(full: np.ndarray, boxes: list[Box], model: HierarchicalModel) 
     if not boxes:
         return np.zeros((0, size, size), np.float32), np.zeros((0, size, size), np.float32)
     patches = np.stack([crop_patch(full, b, size) for b in boxes])
-    logits = model.patchnet(torch.as_tensor(patches)[:, None].to(model.device))
-    return patches, torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+    return patches, _body_probability(patches, model)
+
+
+def _body_probability(patches: np.ndarray, model: HierarchicalModel) -> np.ndarray:
+    logits = model.patchnet(torch.as_tensor(np.ascontiguousarray(patches))[:, None].to(model.device))
+    return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+
+
+@torch.no_grad()
+def mirrored_view(patches: np.ndarray, model: HierarchicalModel) -> np.ndarray:
+    """Return the patch network's body probability of each patch's mirror image, flipped back onto the patch."""
+    return _body_probability(patches[:, :, ::-1], model)[:, :, ::-1] if len(patches) else patches
 
 
 def refine_scores(patches: np.ndarray, probs: np.ndarray, options: LevelSetOptions) -> list[np.ndarray]:
@@ -163,6 +180,27 @@ def _rejected_record(candidate: Candidate, geometry: FitGeometry) -> dict:
     return {"center_px": [round(float(v), 2) for v in point], "score": round(candidate.score, 4)}
 
 
+def _gate_views(result: Morphometry, image, patches: np.ndarray, boxes: list[Box], codes: list[int],
+                model: HierarchicalModel, options: HierarchicalOptions) -> bool:
+    """Withdraw the fracture grades that the mirror view does not repeat; return whether there was one to check.
+
+    Only the called bodies and the two on either side are drawn again (all that a grade and its gates read), and
+    measured with the facing the whole film was measured with."""
+    records = result.vertebrae
+    called = [i for i, r in enumerate(records) if r.genant_grade]
+    if not called:
+        return False
+    near = {r.code for i in called for r in records[max(i - 2, 0):i + 3]}
+    keep = [i for i, code in enumerate(codes) if code in near]
+    probs = mirrored_view(patches[keep], model)
+    scores = refine_scores(patches[keep], probs, options.levelset) if options.level_set else list(probs)
+    labels = paste_back(scores, [boxes[i] for i in keep], [codes[i] for i in keep], image.shape)
+    view = measure_labels(labels, image.spacing_mm, result.facing, facing_source=result.facing_source,
+                          facing_confidence=result.facing_confidence, level_naming=result.level_naming)
+    gate_views(records, [view])
+    return True
+
+
 def run_hierarchical(image, model: HierarchicalModel, options: HierarchicalOptions = HierarchicalOptions(),
                      measure: bool = True) -> HierarchicalResult:
     """Return the pipeline's result on a ``spinemorph.io.Radiograph``: labelmap, centres, boxes and morphometry."""
@@ -190,5 +228,9 @@ def run_hierarchical(image, model: HierarchicalModel, options: HierarchicalOptio
         naming = {"anchor": options.anchor, "level_uncertain": "level_uncertain" in flags}
         result.morphometry = measure_radiograph(labels, image, level_naming=naming)
         times["morphometry_s"] = time.perf_counter() - start
+        if options.views:
+            start = time.perf_counter()
+            if _gate_views(result.morphometry, image, patches, boxes, codes, model, options):
+                times["views_s"] = time.perf_counter() - start
     result.timings = {**times, "total_s": sum(times.values())}
     return result

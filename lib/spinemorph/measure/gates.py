@@ -277,10 +277,11 @@ def gate_records(records: list[VertebraRecord], bodies: list, confidence: dict[i
 def gate_views(records: list[VertebraRecord], views: list) -> None:
     """Withdraw, in place, every fracture grade (>= 1) that the morphometry of each view alone does not repeat:
     ``views`` are the ``Morphometry`` of stage 2's outlines drawn from the crops alone and from their mirror images
-    alone; a view that grades the level 0, refuses it or does not measure it withdraws the grade
-    (``views_disagree``). On held-out calibration images (24 CT-DRRs of seed 8000, 60 simulations of seed 1200 and
-    60 full-size ones of seeds 4500-4700), after the ``implausible_shape`` gate, this withdrew 8 of the 10 false
-    fracture grades left, and 2 true ones: a grade-3 CT-DRR fracture and a grade-1 simulated one."""
+    alone (the hierarchical pipeline: of M-net's outlines of the patches' mirror images); a view that grades the
+    level 0, refuses it or does not measure it withdraws the grade (``views_disagree``). On held-out calibration
+    images (24 CT-DRRs of seed 8000, 60 simulations of seed 1200 and 60 full-size ones of seeds 4500-4700), after the
+    ``implausible_shape`` gate, this withdrew 8 of the 10 false fracture grades left, and 2 true ones: a grade-3
+    CT-DRR fracture and a grade-1 simulated one."""
     by_level = [view.by_level() for view in views]
     withhold(records, {rec.code: ["views_disagree"] for rec in records if rec.genant_grade and any(
         (other := seen.get(rec.level)) is None or not other.genant_grade for seen in by_level)})
