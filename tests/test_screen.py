@@ -13,7 +13,7 @@ from PIL import Image
 
 from spinemorph.cli import main as cli
 from spinemorph.io.dicom_results import read_morphometry_sr
-from spinemorph.screen import find_films, screen
+from spinemorph.screen import find_films, screen, write_cohort
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,10 @@ def test_screen_writes_the_cohort_verdicts_and_reports_and_resumes(folder, tiny_
         graded = [row for row in rows if row["patient_id"] == patient and row["genant_grade"] not in ("", "0")]
         if graded:
             assert verdict["fracture"] == "True" and graded[0]["level"] in verdict["vertebrae_graded_1_or_more"]
+        counted = sum(row["genant_grade"] != "" for row in rows if row["patient_id"] == patient)
+        assert int(verdict["vertebrae_graded"]) == counted
+        assert verdict["verdict"].startswith("fracture" if verdict["fracture"] == "True" else
+                                             "no vertebra graded 1 or more" if counted else "not gradable")
         page = Image.open(next((out / "reports").glob(f"{patient.replace(' ', '_')}*.png")))
         assert page.width == 1400 and page.height > 700
     dicom = [r for r in records if r["source"].endswith(".dcm")]
@@ -73,3 +77,24 @@ def test_screen_writes_the_cohort_verdicts_and_reports_and_resumes(folder, tiny_
         if film != records[0]["film"]:
             assert (out / "films" / film / "result.json").stat().st_mtime_ns == stamp  # never run again
     assert len(list(csv.DictReader(open(out / "cohort.csv")))) == len(rows)
+
+
+def test_a_patient_with_every_grade_withheld_is_not_gradable_not_normal(tmp_path):
+    # Real files as screen writes them: one patient whose every vertebra was refused, one graded normal.
+    for film, patient, grade, flags in (("a", "P1", None, ["low_confidence", "not_solid"]), ("b", "P2", 0, [])):
+        folder = tmp_path / "films" / film
+        folder.mkdir(parents=True)
+        Image.new("RGB", (40, 80), "gray").save(folder / "overlay.png")
+        vertebrae = [{"level": level, "genant_grade": grade, "deformity": None, "flags": flags, "Ha_mm": 25.0}
+                     for level in ("L1", "L2", "L3")]
+        (folder / "result.json").write_text(json.dumps({
+            "patient_id": patient, "study_uid": "1.2", "film": film, "source": f"{film}.png",
+            "morphometry": {"units": "mm", "facing": "left", "flags": [], "vertebrae": vertebrae}}))
+    verdicts = {v["patient_id"]: v for v in write_cohort(tmp_path)}
+    assert verdicts["P1"]["fracture"] is False and verdicts["P1"]["vertebrae_graded"] == 0
+    assert verdicts["P1"]["verdict"].startswith("not gradable") and verdicts["P1"]["grades_withheld"] == 3
+    assert verdicts["P2"]["verdict"] == "no vertebra graded 1 or more (3 graded)"
+    on_disk = {v["patient_id"]: v["verdict"] for v in csv.DictReader(open(tmp_path / "verdicts.csv"))}
+    assert on_disk == {p: v["verdict"] for p, v in verdicts.items()}
+    with Image.open(tmp_path / "reports" / "P1.png") as page:
+        assert (200, 120, 0) in {page.getpixel((x, y)) for x in range(20, 400) for y in range(50, 70)}  # amber

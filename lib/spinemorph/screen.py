@@ -6,7 +6,8 @@ For each film: the labelmap, the morphometry JSON (with the detector's opinion w
 with ``--dicom`` a DICOM SEG and SR (stored back to a DICOMweb server with ``--store``). For the cohort:
 
     DIR/cohort.csv       one row per vertebra (patient, study, film, level, heights, VCR, grade, type, flags, calls)
-    DIR/verdicts.csv     one row per patient: any vertebra graded >= 1, and which
+    DIR/verdicts.csv     one row per patient: any vertebra graded >= 1, and which; how many were graded; the
+                         verdict ("not gradable" when no vertebra could be graded: no finding)
     DIR/reports/*.png    one page per patient: each film's overlay beside its table, the verdict and the flags
     DIR/summary.json     films screened, skipped (with the reason), seconds and films per minute
 
@@ -251,18 +252,30 @@ def write_cohort(out: str | Path) -> list[dict]:
     for patient, films in sorted(patients.items()):
         found = [f"{r['film']}: {g}" for r in films for g in _graded(r)]
         withheld = sum("low_confidence" in v.get("flags", []) for r in films for v in r["morphometry"]["vertebrae"])
+        graded = sum(v.get("genant_grade") is not None for r in films for v in r["morphometry"]["vertebrae"])
         verdicts.append({"patient_id": patient, "films": len(films), "fracture": bool(found),
-                         "vertebrae_graded_1_or_more": "; ".join(found), "grades_withheld": withheld})
-        _report_page(out / "reports" / f"{_safe(patient)}.png", patient, films, found, out)
+                         "vertebrae_graded_1_or_more": "; ".join(found), "grades_withheld": withheld,
+                         "vertebrae_graded": graded, "verdict": _verdict(found, graded)})
+        _report_page(out / "reports" / f"{_safe(patient)}.png", patient, films, verdicts[-1]["verdict"], out)
     with open(out / "verdicts.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["patient_id", "films", "fracture", "vertebrae_graded_1_or_more",
-                                                "grades_withheld"])
+                                                "grades_withheld", "vertebrae_graded", "verdict"])
         writer.writeheader()
         writer.writerows(verdicts)
     return verdicts
 
 
-def _report_page(path: Path, patient: str, films: list[dict], found: list[str], out: Path) -> None:
+def _verdict(found: list[str], graded: int) -> str:
+    """Return a patient's verdict: the fractures found; else no fracture among the vertebrae graded; else, when no
+    vertebra could be graded (every grade withheld, or none found), "not gradable": no finding, for a reader."""
+    if found:
+        return f"fracture: {', '.join(found)}"
+    if graded:
+        return f"no vertebra graded 1 or more ({graded} graded)"
+    return "not gradable: no vertebra could be graded, read the film"
+
+
+def _report_page(path: Path, patient: str, films: list[dict], verdict: str, out: Path) -> None:
     """One PNG page: the verdict, then per film its overlay beside its table (level, heights, VCR, grade, flags)."""
     from PIL import Image, ImageDraw
 
@@ -278,10 +291,9 @@ def _report_page(path: Path, patient: str, films: list[dict], found: list[str], 
     height = 90 + sum(max(thumb_h, 40 + line * (len(r["morphometry"]["vertebrae"]) + 3)) + 20 for r, _ in blocks)
     page = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(page)
-    verdict = f"fracture: {', '.join(found)}" if found else "no vertebra graded 1 or more"
+    colour = {"fracture": (190, 30, 30), "not gradable": (200, 120, 0)}.get(verdict.split(":")[0], (20, 120, 40))
     draw.text((20, 15), f"Patient {patient}", fill="black", font=big)
-    draw.text((20, 50), f"SpineMorph screening - {verdict}", fill=(190, 30, 30) if found else (20, 120, 40),
-              font=font)
+    draw.text((20, 50), f"SpineMorph screening - {verdict}", fill=colour, font=font)
     y = 90
     for record, overlay in blocks:
         page.paste(overlay, (20, y))

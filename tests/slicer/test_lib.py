@@ -18,7 +18,7 @@ from SpineMorphLib.grid import PlaneGrid
 from SpineMorphLib.levels import shifted_codes
 from SpineMorphLib.markups import height_lines, move_line, records_with_points
 from SpineMorphLib.records import labels_from_export, regrade, row_colors, set_station, table_headers, table_rows
-from SpineMorphLib.report import answered_by, patient_report, render_overlay, write_table_csv
+from SpineMorphLib.report import answered_by, patient_report, render_overlay, result_summary, write_table_csv
 from SpineMorphLib.sample import box_spine
 from SpineMorphLib.training import TrainingMonitor, train_progress
 from tests.slicer.conftest import REPO
@@ -207,3 +207,18 @@ def test_level_names_shift_by_one_and_the_sacrum_stays():
         shifted_codes([23, 24], 1)
     with pytest.raises(ValueError, match="above C1"):
         shifted_codes([1, 2], -1)
+
+
+def test_a_report_with_nothing_graded_is_no_finding(boxes):
+    refused = dataclasses.replace(boxes, vertebrae=[dataclasses.replace(r, genant_grade=None, deformity=None,
+                                                                        flags=["low_confidence", "not_solid"])
+                                                    for r in boxes.vertebrae])
+    report = patient_report(refused)
+    assert "No vertebra could be graded, so this is no finding" in report and "No vertebral deformity" not in report
+    assert "Vertebrae measured: 0 of 5" in report and "Not graded: L1 (low_confidence, not_solid)" in report
+    assert "No vertebra graded: every outline was refused" in result_summary(refused)
+    assert "No vertebra graded" not in result_summary(boxes)
+    normal = dataclasses.replace(boxes, vertebrae=[dataclasses.replace(r, genant_grade=0 if i < 3 else None,
+                                                                       deformity=None)
+                                                   for i, r in enumerate(boxes.vertebrae)])
+    assert "No vertebral deformity of Genant grade 1 or more among the 3 graded." in patient_report(normal)

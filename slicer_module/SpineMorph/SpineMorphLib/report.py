@@ -16,7 +16,8 @@ __all__ = ["write_table_csv", "patient_report", "render_overlay", "answered_by",
 
 
 def result_summary(result: Morphometry) -> str:
-    """Return one line on how far to trust a result: the facing and its source, and how the levels were named."""
+    """Return one line on how far to trust a result: the facing and its source, whether anything was graded, and
+    how the levels were named."""
     if result is None:
         return "Facing: not measured yet"
     side = f"anterior on the {result.facing}" if result.facing else "unknown"
@@ -24,6 +25,8 @@ def result_summary(result: Morphometry) -> str:
     text = f"Facing: {side} ({result.facing_source}{sure})"
     if "facing_uncertain" in result.flags:
         text += ", unsure: not graded"
+    elif result.vertebrae and not any(r.genant_grade is not None for r in result.vertebrae):
+        text += ". No vertebra graded: every outline was refused (see flags)"
     naming = result.level_naming or {}
     if naming.get("anchor"):
         text += f". Levels counted from {naming['anchor']}"
@@ -81,8 +84,11 @@ def patient_report(result: Morphometry, context: dict | None = None) -> str:
         lines.append(f"Deformities (Genant grade 1 or more): {len(fractured)}; worst {worst.level}, "
                      f"grade {worst.genant_grade}")
         lines += [_finding(r, result.unit) for r in fractured]
-    else:
-        lines.append("No vertebral deformity of Genant grade 1 or more.")
+    elif graded:
+        lines.append(f"No vertebral deformity of Genant grade 1 or more among the {len(graded)} graded.")
+    else:  # every grade withheld, or no vertebra: no finding, not a normal spine
+        lines.append("No vertebra could be graded, so this is no finding: check the view and the outlines, "
+                     "edit them and measure again, or read the film.")
     unmeasured = [f"{r.level} ({', '.join(r.flags)})" for r in result.vertebrae if r.genant_grade is None]
     if unmeasured:
         lines.append(f"Not graded: {'; '.join(unmeasured)}")
