@@ -161,6 +161,7 @@ def run(page: Page, server_url: str) -> dict:
     WebDriverWait(page.d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results tbody tr") or
                                     d.find_elements(By.ID, "error"))
     seen["error_after_measure"] = page.text("error")
+    seen["measured_message"] = page.wait_text("message", "^Facing:")
     seen["headers"], seen["rows"], seen["row_colours"] = page.table()
     page.shot("measured")
 

@@ -106,6 +106,10 @@ def test_the_table_is_spinemorph_measure_on_the_saved_label(loop, studies):
     for row, colour in zip(seen["rows"], seen["row_colours"], strict=True):
         if row[grade]:
             assert colour == "rgba({}, {}, {}, 1)".format(*GRADE_COLORS[int(row[grade])])
+    # under the table, the line Slicer shows: the facing and its source, and whether anything was graded
+    said = seen["measured_message"]
+    assert said.startswith(f"Facing: anterior on the {film.facing} (")
+    assert ("No vertebra graded" in said) == (not any(row[grade] for row in seen["rows"]))
 
 
 def test_export_csv_gives_a_link_the_browser_downloads_with_the_table(loop):

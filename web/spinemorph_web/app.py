@@ -152,10 +152,14 @@ class SpineMorphWebApp:
 
     @_action("measure")
     def on_measure(self) -> None:
+        from SpineMorphLib.report import result_summary
+
         headers, rows, colours = self.session.measure()
         self.state.headers = headers
         self.state.rows = [{"cells": row, "color": "rgb({},{},{})".format(*c)} for row, c in
                            zip(rows, colours, strict=True)]
+        # the line Slicer shows under its table: the facing and its source, whether anything was graded, the naming
+        self.state.message = result_summary(self.session.logic.measurement.result)
 
     @_action("flip facing")
     def on_flip_facing(self) -> None:
