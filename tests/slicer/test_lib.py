@@ -216,7 +216,7 @@ def test_a_report_with_nothing_graded_is_no_finding(boxes):
     report = patient_report(refused)
     assert "No vertebra could be graded, so this is no finding" in report and "No vertebral deformity" not in report
     assert "Vertebrae measured: 0 of 5" in report and "Not graded: L1 (low_confidence, not_solid)" in report
-    assert "No vertebra graded: every outline was refused" in result_summary(refused)
+    assert "No vertebra graded (see the flags): no finding" in result_summary(refused)
     assert "No vertebra graded" not in result_summary(boxes)
     normal = dataclasses.replace(boxes, vertebrae=[dataclasses.replace(r, genant_grade=0 if i < 3 else None,
                                                                        deformity=None)

@@ -136,6 +136,10 @@ class Morphometry:
             cells = " ".join(f"{_fmt(v):>6s}" for v in vals)
             grade = "" if r.genant_grade is None else str(r.genant_grade)
             lines.append(f"{r.level:6s} {cells} {grade:>5s} {r.deformity or '':10s} {','.join(r.flags)}")
+        if "facing_uncertain" in self.flags:
+            lines.append("The facing is unsure, so nothing was graded: this is no finding.")
+        elif self.vertebrae and all(r.genant_grade is None for r in self.vertebrae):
+            lines.append("No vertebra could be graded (see the flags): this is no finding.")
         return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ def result_summary(result: Morphometry) -> str:
     if "facing_uncertain" in result.flags:
         text += ", unsure: not graded"
     elif result.vertebrae and not any(r.genant_grade is not None for r in result.vertebrae):
-        text += ". No vertebra graded: every outline was refused (see flags)"
+        text += ". No vertebra graded (see the flags): no finding"
     naming = result.level_naming or {}
     if naming.get("anchor"):
         text += f". Levels counted from {naming['anchor']}"
