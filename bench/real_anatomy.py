@@ -11,8 +11,11 @@ has one): no PatientOrientation is given (facing from the image), levels are nam
 view, and the gates refuse to grade what is no plausible body. "Named right when sure": of the bodies found on the
 images not flagged ``level_uncertain``, the share named right (what a reader who trusts the flag gets).
 
-A model is a segmentation bundle (the shipped sample-apps/spinemorph_levels by default) or the hierarchical
-pipeline's (--model hierarchical=sample-apps/spinemorph_hierarchical), each run as its infer task runs it.
+A model is a segmentation bundle (the shipped sample-apps/spinemorph_levels by default), the hierarchical
+pipeline's (--model hierarchical=sample-apps/spinemorph_hierarchical) or the fracture detector's (--model
+detector=sample-apps/spinemorph_vcf_detection), each run as its infer task runs it. For the detector every
+detection is a fracture call: "false G>=1" counts detections on no fracture, the sensitivities the fractures it
+detects (it covers T4-L5: a fracture above T4 counts as missed), and it has no found, named or Dice figures.
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
@@ -122,10 +125,39 @@ def summarise(rows: list[dict]) -> dict:
             "graded": sum(r["graded"] for r in rows), "low_confidence": sum(r["low_confidence"] for r in rows)}
 
 
+def _is_detector(path: Path) -> bool:
+    config = path / "configs" / "inference.json"
+    return config.is_file() and "spinemorph_detector" in json.loads(config.read_text())
+
+
+def _detector_runner(path: Path):
+    """Return image -> (labels, morphometry) for the fracture detector as its infer task runs it (score 0.5): the
+    labelmap of its detections, and one record per detection graded 1, so that a detection counts as a fracture
+    call in the false-grade and sensitivity columns (its own measured grade is not what it calls)."""
+    from spinemorph.detection.checkpoint import load_detector
+    from spinemorph.detection.inference import detect
+    from spinemorph.measure import Morphometry
+    from spinemorph.measure.records import VertebraRecord
+
+    net, spec = load_detector(path)
+
+    def detector(image):
+        found = detect(image.pixels, net, spec, image.spacing_mm, image.facing, 0.5)
+        facing = found.morphometry.facing if found.morphometry else None
+        calls = [VertebraRecord(d.level, d.code, genant_grade=1) for d in found.detections]
+        return found.labels, Morphometry(calls, facing, "detector", image.spacing_mm)
+
+    detector.detector = True
+    return detector, None
+
+
 def _runner(path: Path):
     """Return (image -> (labels, morphometry), facing model or None) as the server's infer task runs ``path``: a
     segmentation bundle through ``analyse`` (both stages when it has stage 2), a hierarchical one (Pose-net,
-    M-net, level set) through ``run_hierarchical`` with the task's defaults."""
+    M-net, level set) through ``run_hierarchical`` with the task's defaults, the fracture detector through
+    ``detect``."""
+    if _is_detector(path):
+        return _detector_runner(path)
     if (path / "models" / "posenet.pt").is_file():
         from spinemorph.hierarchical.model import load_hierarchical
         from spinemorph.hierarchical.pipeline import run_hierarchical
@@ -162,6 +194,9 @@ def run_model(path: Path, sets: dict[str, list[Case]], pictures: list) -> dict:
                 mirrored.append(side != case.facing)
         out[name] = summarise(rows)
         out[name]["facing_right_mirrored"] = float(np.mean(mirrored)) if mirrored else None
+        if getattr(run, "detector", False):  # it outlines fractures only: no found, named or Dice figures
+            out[name].update(dict.fromkeys(("found", "found_strict", "named", "named_when_sure", "dice",
+                                            "level_uncertain"), None))
     return out
 
 
