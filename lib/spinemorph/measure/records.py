@@ -78,6 +78,11 @@ class Morphometry:
         """Return the unit of the heights: "mm", or "px" without a spacing."""
         return "mm" if self.spacing_mm else "px"
 
+    @property
+    def graded(self) -> list[VertebraRecord]:
+        """Return the records given a Genant grade (0-3); the others were refused or could not be measured."""
+        return [r for r in self.vertebrae if r.genant_grade is not None]
+
     def by_level(self) -> dict[str, VertebraRecord]:
         """Return the records keyed by level name."""
         return {r.level: r for r in self.vertebrae}
@@ -138,7 +143,7 @@ class Morphometry:
             lines.append(f"{r.level:6s} {cells} {grade:>5s} {r.deformity or '':10s} {','.join(r.flags)}")
         if "facing_uncertain" in self.flags:
             lines.append("The facing is unsure, so nothing was graded: this is no finding.")
-        elif self.vertebrae and all(r.genant_grade is None for r in self.vertebrae):
+        elif self.vertebrae and not self.graded:
             lines.append("No vertebra could be graded (see the flags): this is no finding.")
         return "\n".join(lines)
 

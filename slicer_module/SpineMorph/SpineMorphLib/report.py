@@ -25,7 +25,7 @@ def result_summary(result: Morphometry) -> str:
     text = f"Facing: {side} ({result.facing_source}{sure})"
     if "facing_uncertain" in result.flags:
         text += ", unsure: not graded"
-    elif result.vertebrae and not any(r.genant_grade is not None for r in result.vertebrae):
+    elif result.vertebrae and not result.graded:
         text += ". No vertebra graded (see the flags): no finding"
     naming = result.level_naming or {}
     if naming.get("anchor"):
@@ -75,7 +75,7 @@ def patient_report(result: Morphometry, context: dict | None = None) -> str:
     spacing = f"{result.spacing_mm[0]:.4g} × {result.spacing_mm[1]:.4g} mm" if result.spacing_mm else \
         "unknown (heights in pixels)"
     lines += [f"Pixel spacing: {spacing}", f"Patient facing: {result.facing or 'unknown'} ({result.facing_source})", ""]
-    graded = [r for r in result.vertebrae if r.genant_grade is not None]
+    graded = result.graded
     fractured = [r for r in graded if r.genant_grade > 0]
     lines.append(f"Vertebrae measured: {len(graded)} of {len(result.vertebrae)} "
                  f"({', '.join(r.level for r in result.vertebrae) or 'none'})")
