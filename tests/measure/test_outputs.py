@@ -36,16 +36,23 @@ def test_json_and_csv_hold_the_records(tmp_path):
     assert len(rows[0]) == len(TABLE_COLUMNS) and float(rows[1]["Ha_mm"]) == pytest.approx(6.0, abs=0.01)
 
 
-def test_the_terminal_table_says_when_nothing_could_be_graded():
+def test_the_table_and_the_json_say_when_nothing_could_be_graded():
     labels = np.zeros((140, 90), np.uint8)
     for i, code in enumerate((19, 20, 21)):
         labels[10 + i * 42:40 + i * 42, 20:70] = code
     graded = measure(labels, spacing=(1.0, 1.0), facing="right")  # 30 mm tall, 50 mm deep: plausible bodies
     assert all(r.genant_grade == 0 for r in graded.vertebrae) and "no finding" not in graded.table()
+    assert graded.to_dict()["finding"] == {"vertebrae_graded": 3, "graded_1_or_more": [],
+                                           "verdict": "no fracture among the graded"}
     refused = measure(labels, spacing=(0.1, 0.1), facing="right")  # 3 mm tall: fragments, not bodies
     assert all(r.genant_grade is None for r in refused.vertebrae)
     assert refused.table().endswith("No vertebra could be graded (see the flags): this is no finding.")
+    assert refused.to_dict()["finding"] == {"vertebrae_graded": 0, "graded_1_or_more": [], "verdict": "not gradable"}
+    labels[52:62, 45:70] = 0  # L1's front a third lower: a grade-2 wedge
+    wedge = measure(labels, spacing=(1.0, 1.0), facing="right")
+    assert wedge.to_dict()["finding"] == {"vertebrae_graded": 3, "graded_1_or_more": ["L1"], "verdict": "fracture"}
     unsure = measure(labels, spacing=(1.0, 1.0), facing="right", facing_confidence=0.5)
+    assert unsure.to_dict()["finding"]["verdict"] == "not gradable"
     assert unsure.table().endswith("The facing is unsure, so nothing was graded: this is no finding.")
 
 

@@ -83,6 +83,15 @@ class Morphometry:
         """Return the records given a Genant grade (0-3); the others were refused or could not be measured."""
         return [r for r in self.vertebrae if r.genant_grade is not None]
 
+    @property
+    def finding(self) -> dict:
+        """Return the image-level reading: how many vertebrae were graded, which were graded 1 or more, and the
+        verdict: "fracture", "no fracture among the graded" or "not gradable" (nothing graded: no finding)."""
+        graded = self.graded
+        fractures = [r.level for r in graded if r.genant_grade >= 1]
+        verdict = "fracture" if fractures else "no fracture among the graded" if graded else "not gradable"
+        return {"vertebrae_graded": len(graded), "graded_1_or_more": fractures, "verdict": verdict}
+
     def by_level(self) -> dict[str, VertebraRecord]:
         """Return the records keyed by level name."""
         return {r.level: r for r in self.vertebrae}
@@ -92,7 +101,7 @@ class Morphometry:
         return {
             "units": self.unit, "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
             "facing": self.facing, "facing_source": self.facing_source, "facing_confidence": self.facing_confidence,
-            "flags": list(self.flags), "level_naming": self.level_naming,
+            "flags": list(self.flags), "level_naming": self.level_naming, "finding": self.finding,
             "vertebrae": [asdict(r) for r in self.vertebrae],
         }
 
