@@ -13,6 +13,7 @@ from spinemorph.io import read_radiograph, write_dx
 from spinemorph.io.dicom_results import (
     SCHEME,
     STATIONS,
+    finding_sentence,
     level_concept,
     make_seg,
     read_morphometry_sr,
@@ -111,6 +112,21 @@ def test_sr_values_equal_the_json_number_for_number(request, which):
         assert {k: got[k] for k in _expected(rec, unit)} == _expected(rec, unit), rec["level"]
     if unit == "px":
         assert all(v["Ha_mm"] is None for v in back["vertebrae"]) and "no_spacing" in back["flags"]
+    fractured = [v["level"] for v in morph["vertebrae"] if (v["genant_grade"] or 0) >= 1]
+    assert back["finding"] == f"Genant grade 1 or more: {', '.join(fractured)} " \
+                              f"(of {morph['finding']['vertebrae_graded']} vertebrae graded)."
+
+
+def test_the_finding_sentence_says_when_nothing_was_graded_also_from_an_older_json(case):
+    morph = json.loads(json.dumps(case[2]))
+    del morph["finding"]  # a JSON written before the finding was: counted from its rows
+    assert finding_sentence(morph) == finding_sentence(case[2])
+    for v in morph["vertebrae"]:
+        v["genant_grade"] = None
+    assert finding_sentence(morph) == "No vertebra could be graded (see the flags): no finding."
+    for v in morph["vertebrae"]:
+        v["genant_grade"] = 0
+    assert finding_sentence(morph) == f"No vertebra graded 1 or more among the {len(morph['vertebrae'])} graded."
 
 
 @pytest.mark.parametrize("which", ["case", "case_px"])

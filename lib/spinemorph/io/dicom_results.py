@@ -23,11 +23,11 @@ from pydicom.dataset import Dataset
 
 from spinemorph.io.dicom_codes import SCHEME, STATIONS, level_concept, read_source
 from spinemorph.io.dicom_seg import make_seg, seg_labelmap, segment_level, write_seg
-from spinemorph.io.dicom_sr import make_sr, morphometry_from_sr, read_morphometry_sr, write_sr
+from spinemorph.io.dicom_sr import finding_sentence, make_sr, morphometry_from_sr, read_morphometry_sr, write_sr
 
 __all__ = [
     "make_seg", "make_sr", "write_seg", "write_sr", "write_dicom_results", "read_morphometry_sr",
-    "morphometry_from_sr", "seg_labelmap", "segment_level", "level_concept", "SCHEME", "STATIONS",
+    "morphometry_from_sr", "finding_sentence", "seg_labelmap", "segment_level", "level_concept", "SCHEME", "STATIONS",
 ]
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,10 @@ from spinemorph.io.dicom_codes import (
 )
 from spinemorph.levels import LEVELS
 
-__all__ = ["make_sr", "write_sr", "read_morphometry_sr", "morphometry_from_sr"]
+__all__ = ["make_sr", "write_sr", "read_morphometry_sr", "morphometry_from_sr", "finding_sentence"]
+
+#: The report-level sentence of what the image shows (DCM 121071 "Finding").
+FINDING = Code("121071", "DCM", "Finding")
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,25 @@ def _report_evaluations(hd, data: dict, unit: str) -> Dataset:
     text = ("Heights in mm, from the source image's pixel spacing; points in pixels." if unit == "mm" else
             "The source image has no pixel spacing: heights and points are in pixels, none in mm.")
     items.append(hd.sr.TextContentItem(Code("121106", "DCM", "Comment"), text, contains))
+    items.append(hd.sr.TextContentItem(FINDING, finding_sentence(data), contains))
     container = hd.sr.ContainerContentItem(EVALUATIONS, relationship_type=contains)
     container.ContentSequence = hd.sr.ContentSequence(items)
     return container
+
+
+def finding_sentence(data: dict) -> str:
+    """Return the image's finding in words, from a morphometry JSON (its ``finding``, else counted from the rows)."""
+    finding = data.get("finding")
+    if finding is None:
+        from spinemorph.measure.records import Morphometry
+
+        finding = Morphometry.from_dict(data).finding
+    n, found = finding["vertebrae_graded"], finding["graded_1_or_more"]
+    if found:
+        return f"Genant grade 1 or more: {', '.join(found)} (of {n} vertebrae graded)."
+    if n:
+        return f"No vertebra graded 1 or more among the {n} graded."
+    return "No vertebra could be graded (see the flags): no finding."
 
 
 def _describable(hd, ds: Dataset) -> bool:
@@ -175,7 +194,8 @@ def _read_group(group: Dataset) -> dict:
 
 
 def read_morphometry_sr(path: str | Path | Dataset) -> dict:
-    """Return the morphometry in a SpineMorph SR in the JSON's field names: {"units", "flags", "vertebrae"}.
+    """Return the morphometry in a SpineMorph SR in the JSON's field names: {"units", "flags", "finding",
+    "vertebrae"} (``finding``: the report's sentence, None in an SR written before it had one).
 
     Each vertebra holds level, Ha/Hm/Hp (``_mm``, or ``_px`` without a spacing; the other unit None), vcr_percent,
     wedge, biconcave, crush, confidence, genant_grade, deformity, points ({station: [row, col]}) and flags; absent
@@ -188,7 +208,9 @@ def read_morphometry_sr(path: str | Path | Dataset) -> dict:
     unit = "px" if _key(UNIT_WORDS["px"]) in said else "mm"
     flags = [_code(c.ConceptCodeSequence)[1] for c in _children(evaluations, FLAG)]
     groups = _children(imaging, GROUP)
-    return {"units": unit, "flags": flags, "vertebrae": [_read_group(g) for g in groups]}
+    finding = [c.TextValue for c in _children(evaluations, FINDING)]
+    return {"units": unit, "flags": flags, "finding": finding[0] if finding else None,
+            "vertebrae": [_read_group(g) for g in groups]}
 
 
 def morphometry_from_sr(path: str | Path | Dataset, spacing_mm: tuple[float, float] | None = None):
