@@ -113,7 +113,7 @@ def test_sr_values_equal_the_json_number_for_number(request, which):
     if unit == "px":
         assert all(v["Ha_mm"] is None for v in back["vertebrae"]) and "no_spacing" in back["flags"]
     fractured = [v["level"] for v in morph["vertebrae"] if (v["genant_grade"] or 0) >= 1]
-    assert back["finding"] == f"Genant grade 1 or more: {', '.join(fractured)} " \
+    assert back["finding_text"] == f"Genant grade 1 or more: {', '.join(fractured)} " \
                               f"(of {morph['finding']['vertebrae_graded']} vertebrae graded)."
 
 
@@ -121,6 +121,7 @@ def test_the_finding_sentence_says_when_nothing_was_graded_also_from_an_older_js
     morph = json.loads(json.dumps(case[2]))
     del morph["finding"]  # a JSON written before the finding was: counted from its rows
     assert finding_sentence(morph) == finding_sentence(case[2])
+    assert finding_sentence(read_morphometry_sr(case[3]["sr"])) == finding_sentence(case[2])  # an SR read back
     for v in morph["vertebrae"]:
         v["genant_grade"] = None
     assert finding_sentence(morph) == "No vertebra could be graded (see the flags): no finding."

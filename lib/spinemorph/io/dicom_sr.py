@@ -92,7 +92,7 @@ def _report_evaluations(hd, data: dict, unit: str) -> Dataset:
 def finding_sentence(data: dict) -> str:
     """Return the image's finding in words, from a morphometry JSON (its ``finding``, else counted from the rows)."""
     finding = data.get("finding")
-    if finding is None:
+    if not isinstance(finding, dict):
         from spinemorph.measure.records import Morphometry
 
         finding = Morphometry.from_dict(data).finding
@@ -194,8 +194,8 @@ def _read_group(group: Dataset) -> dict:
 
 
 def read_morphometry_sr(path: str | Path | Dataset) -> dict:
-    """Return the morphometry in a SpineMorph SR in the JSON's field names: {"units", "flags", "finding",
-    "vertebrae"} (``finding``: the report's sentence, None in an SR written before it had one).
+    """Return the morphometry in a SpineMorph SR in the JSON's field names: {"units", "flags", "vertebrae"},
+    and ``finding_text``: the report's finding sentence (None in an SR written before it had one).
 
     Each vertebra holds level, Ha/Hm/Hp (``_mm``, or ``_px`` without a spacing; the other unit None), vcr_percent,
     wedge, biconcave, crush, confidence, genant_grade, deformity, points ({station: [row, col]}) and flags; absent
@@ -209,7 +209,7 @@ def read_morphometry_sr(path: str | Path | Dataset) -> dict:
     flags = [_code(c.ConceptCodeSequence)[1] for c in _children(evaluations, FLAG)]
     groups = _children(imaging, GROUP)
     finding = [c.TextValue for c in _children(evaluations, FINDING)]
-    return {"units": unit, "flags": flags, "finding": finding[0] if finding else None,
+    return {"units": unit, "flags": flags, "finding_text": finding[0] if finding else None,
             "vertebrae": [_read_group(g) for g in groups]}
 
 
