@@ -118,7 +118,7 @@ def make_crops(seed: int, n: int, size: int, per_body: int, jitter: float = 0.08
 def build(size_features=(8, 16, 32, 64, 128)) -> torch.nn.Module:
     """The stage-2 U-Net with six output channels, started from the shipped stage 2's weights but the last layer."""
     net = PadToMultiple(NETWORKS["unet"](1, 6, features=size_features))
-    shipped = torch.load(BUNDLE / "models" / "refine.pt", map_location="cpu", weights_only=False)["state_dict"]
+    shipped = load_refiner(BUNDLE)[0].state_dict()
     own = net.state_dict()
     own.update({k: v for k, v in shipped.items() if k in own and own[k].shape == v.shape})
     net.load_state_dict(own)
@@ -206,7 +206,6 @@ def compare(landmark_net, n: int, seeds=(4500, 4600)) -> list[dict]:
     for seed in seeds:
         for i in range(n):
             image, labels, truth = case(seed, i)
-
             radiograph, truth = _pair(image, labels, truth)
             done = analyse(radiograph, net, spec, refiner=refiner)
             truth_by = {v["level"]: v for v in truth["vertebrae"] if "Ha_mm" in v and not v.get("truncated")}

@@ -54,20 +54,22 @@ def record(body, geo, usable, truncated, facing, scale, spacing):
         geo = dataclasses.replace(geo, points=pts[body.code])
     rec = _record(body, geo, usable, truncated, facing, scale, spacing)
     if mine and rec.Ha_px is not None and STATE["variant"] == "heights":
-        anterior, posterior = ("left", "right") if facing == "left" else ("right", "left")
-        for h, side in (("Ha", anterior), ("Hm", "middle"), ("Hp", posterior)):
-            d = pts[body.code][f"superior_{side}"] - pts[body.code][f"inferior_{side}"]
-            setattr(rec, f"{h}_px", float(np.linalg.norm(d)))
-            if spacing is not None:
-                setattr(rec, f"{h}_mm", float(np.linalg.norm(d * np.asarray(scale))))
+        six = np.stack([pts[body.code][name] for name in NAMES])  # image order, as lm.heights reads them
+        for h, v in lm.heights(six, facing, (1.0, 1.0)).items():
+            setattr(rec, f"{h}_px", v)
+        if spacing is not None:
+            for h, v in lm.heights(six, facing, scale).items():
+                setattr(rec, f"{h}_mm", v)
     return rec
 
 
 def refine(pixels, labels, net, spec, device="cpu", prepared=None):
     done = _refine(pixels, labels, net, spec, device, prepared=prepared)
     STATE["points"] = None
+    if not STATE["variant"]:  # the shipped pipeline, untouched
+        return done
     boxes = [(c, b) for c, b in body_boxes(done.labels) if done.stages.get(c) == 2]
-    if STATE["variant"] and boxes:
+    if boxes:
         x = crop_inputs(normalised(pixels) if prepared is None else prepared, [b for _, b in boxes], spec.preprocessing)
         pts = lm.predict(STATE["net"], x)
         STATE["points"] = {c: dict(zip(NAMES, lm.to_film(p, b, x.shape[-1]), strict=True))
