@@ -119,7 +119,7 @@ def _segment(args: argparse.Namespace) -> None:
     import torch
 
     from spinemorph.inference import load_model
-    from spinemorph.inference.analyse import analyse, load_detector_beside, load_facing, load_refiner
+    from spinemorph.inference.analyse import analyse, load_detector_beside, load_facing, load_landmarks, load_refiner
     from spinemorph.inference.identity import weights_identity
     from spinemorph.io import image_id, read_radiograph, write_labelmap
     from spinemorph.measure.report import write_outputs
@@ -132,8 +132,10 @@ def _segment(args: argparse.Namespace) -> None:
     image = read_radiograph(args.image)
     read = time.perf_counter()
     refiner = None if args.stage1_only else load_refiner(args.model, args.device)
+    landmarks = None if args.stage1_only or args.no_landmarks else load_landmarks(args.model, args.device)
     detector = None if args.no_detector else load_detector_beside(args.model, args.device)
-    analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector)
+    analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector,
+                       landmarks=landmarks)
     result = analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)
@@ -168,7 +170,8 @@ def _bundle(args: argparse.Namespace) -> None:
     from spinemorph.inference.bundle import write_bundle
 
     readme = Path(args.readme).read_text() if args.readme else f"# {Path(args.out).name}\n\n{args.description}\n"
-    companions = {name: path for name, path in (("facing.pt", args.facing), ("refine.pt", args.refiner)) if path}
+    companions = {name: path for name, path in (("facing.pt", args.facing), ("refine.pt", args.refiner),
+                                                ("landmarks.pt", args.landmarks)) if path}
     out = write_bundle(args.model, args.out, args.version, args.changelog, readme, args.description, companions)
     print(f"Wrote the MONAI bundle {out}")
 
@@ -306,6 +309,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--stage1-only", action="store_true",
                      help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's outlines, faster "
                           "and coarser, graded normal or not at all (no fracture grade: coarse_outline)")
+    seg.add_argument("--no-landmarks", action="store_true",
+                     help="heights from stage 2's outlines, not from the six-point landmark network on its crops")
     seg.add_argument("--no-detector", action="store_true",
                      help="skip the fracture detector's opinion (fracture_calls) per vertebra")
     seg.add_argument("--output", choices=("files", "dicom"), default="files",
@@ -322,6 +327,8 @@ def _parser() -> argparse.ArgumentParser:
     bun.add_argument("--readme", help="Markdown for docs/README.md (data, commands, metrics)")
     bun.add_argument("--facing", help="a facing model (spinemorph facing-train) to ship as models/facing.pt")
     bun.add_argument("--refiner", help="a stage-2 network (spinemorph refine-train) to ship as models/refine.pt")
+    bun.add_argument("--landmarks", help="a six-point landmark network on stage 2's crops to ship as "
+                                          "models/landmarks.pt")
     bun.set_defaults(run=_bundle)
 
     from spinemorph.service_cli import add_parsers as add_service  # screen, labels, web: around the server

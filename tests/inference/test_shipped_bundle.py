@@ -13,7 +13,7 @@ import pytest
 from spinemorph.data.deformity import Fracture
 from spinemorph.data.simulate import SimConfig, simulate
 from spinemorph.inference import load_model, segment
-from spinemorph.inference.analyse import analyse, load_facing, load_refiner
+from spinemorph.inference.analyse import analyse, load_facing, load_landmarks, load_refiner
 from spinemorph.io import Radiograph, sagittal_affine
 from spinemorph.levels import level_name
 from spinemorph.networks import head_classes
@@ -31,10 +31,11 @@ def test_bundle_files_and_metadata():
     assert [channels[str(i)] for i in range(1, len(classes))] == [level_name(c) for c in classes[1:]]
     assert channels[str(len(classes) - 1)] == "S1"
     assert json.loads((BUNDLE / "configs" / "inference.json").read_text())["spinemorph"]["network"] == "r2unet"
-    for name in ("model.pt", "facing.pt", "refine.pt"):
+    for name in ("model.pt", "facing.pt", "refine.pt", "landmarks.pt"):
         assert (BUNDLE / "models" / name).stat().st_size <= 10 * 2**20, name
     readme = (BUNDLE / "docs" / "README.md").read_text()
     assert "spinemorph train" in readme and "refine-train" in readme and "facing-train" in readme
+    assert "bench/landmarks.py" in readme and set(meta["companions"]) == {"facing.pt", "refine.pt", "landmarks.pt"}
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -69,15 +70,34 @@ def test_the_facing_model_answers_a_film_and_its_mirror_alike():
     assert (side, mirrored) == ("left", "right") and sure == pytest.approx(sure_mirrored, abs=1e-6) and sure > 0.9
 
 
-def test_stage_2_measures_a_simulated_fracture_within_1_5_points():
-    """A full-size lumbar film with an L2 wedge of 30 % (as the detector shows it): stage 1 + 2 measure it."""
+@pytest.mark.parametrize("heights", ["outline", "landmarks"])
+def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
+    """A full-size lumbar film with an L2 wedge of 30 % (as the detector shows it): stage 1 + 2 measure it, with the
+    heights read off stage 2's outline or placed by the landmark network (the default)."""
     sim = simulate(4242, 5, SimConfig(size="full", fov="lumbar", facing="left",
                                       fractures=(Fracture("L2", "wedge", 2, 0.30),)))
     truth = next(v for v in sim.truth["vertebrae"] if v["level"] == "L2")
     image = Radiograph(sim.image, sim.spacing_mm, "PixelSpacing", "left", sagittal_affine(sim.spacing_mm, "left"),
                        {"format": "dicom"})
     net, spec = load_model(BUNDLE)
-    done = analyse(image, net, spec, refiner=load_refiner(BUNDLE))
+    marks = load_landmarks(BUNDLE) if heights == "landmarks" else None
+    done = analyse(image, net, spec, refiner=load_refiner(BUNDLE), landmarks=marks)
     rec = done.morphometry.by_level()["L2"]
-    assert rec.stage == 2 and done.labels.shape == sim.image.shape
+    assert rec.stage == 2 and rec.heights_from == heights and done.labels.shape == sim.image.shape
     assert abs((1 - rec.wedge) - truth["reduction_shown"]) <= 0.015, (rec.wedge, truth["reduction_shown"])
+
+
+def test_spinemorph_segment_takes_the_heights_from_the_landmarks_unless_told_not_to(tmp_path):
+    from spinemorph.cli import main as cli
+    from spinemorph.io import write_dx
+
+    sim = simulate(4_343, 1, SimConfig(size=1024, fov="lumbar", facing="left"))
+    write_dx(tmp_path / "dx.dcm", sim.image, sim.spacing_mm, "left")
+    said = {}
+    for name, flags in (("default", []), ("outline", ["--no-landmarks"])):
+        assert cli(["segment", str(tmp_path / "dx.dcm"), "--out", str(tmp_path / name), "--device", "cpu",
+                    "--no-detector", *flags]) == 0
+        said[name] = json.loads((tmp_path / name / "dx.morphometry.json").read_text())["vertebrae"]
+    stage2 = [v for v in said["default"] if v["stage"] == 2 and v["Ha_mm"] is not None]
+    assert {v["heights_from"] for v in stage2 if "landmarks_disagree" not in v["flags"]} == {"landmarks"}
+    assert {v["heights_from"] for v in said["outline"] if v["Ha_mm"] is not None} == {"outline"}

@@ -27,7 +27,8 @@ from spinemorph.refine.crops import normalised
 from spinemorph.refine.stage import refine
 from spinemorph.transforms import preprocess
 
-__all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "load_detector_beside", "FACING_FILE"]
+__all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "load_landmarks", "load_detector_beside",
+           "FACING_FILE"]
 
 #: A facing model: pixels -> (facing "left"/"right", confidence in [0.5, 1]).
 FacingModel = Callable[..., tuple[str, float]]
@@ -75,6 +76,13 @@ def load_refiner(model_path: str | Path, device: str | torch.device = "cpu") -> 
     return load_model(path, device) if path.is_file() else None
 
 
+def load_landmarks(model_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec] | None:
+    """Return the landmark network shipped beside a segmentation model (a bundle's models/landmarks.pt), or None."""
+    from spinemorph.refine.landmarks import load_landmarks as load
+
+    return load(model_path, device)
+
+
 def load_detector_beside(model_path: str | Path, device: str | torch.device = "cpu") -> tuple | None:
     """Return the fracture detector shipped beside a segmentation bundle (sample-apps/spinemorph_vcf_detection), or
     None."""
@@ -101,10 +109,12 @@ def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tup
 def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
             facing_model: FacingModel | None = None, gates: Gates = DEFAULT_GATES, anchor: str | None = None,
             refiner: tuple[nn.Module, ModelSpec] | None = None, detector: tuple | None = None,
-            segmentation: Segmentation | None = None) -> Analysis:
+            segmentation: Segmentation | None = None, landmarks: tuple[nn.Module, ModelSpec] | None = None) -> Analysis:
     """Return the analysis of one radiograph; ``anchor`` names the lowest body of a binary model's output;
     ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone);
-    ``detector`` (the fracture detector and its spec) adds its opinion on each vertebra and the combined call;
+    ``landmarks`` (a landmark network and its spec) places the six points, and so the heights, of the bodies stage 2
+    drew (None, or no stage 2: the heights come from the outlines); ``detector`` (the fracture detector and its spec)
+    adds its opinion on each vertebra and the combined call;
     ``segmentation``: stage 1's answer when it is already made (``segment_passes``), else ``net`` makes it."""
     # One normalisation of the film for every network that reads it (stage 1, stage 2's crops, the detector).
     refiner = refiner if spec.head != "binary" else None
@@ -127,18 +137,26 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
         labels, stages, agreement = done.labels, done.stages, done.agreement
         confidence.update(done.confidence)
         timings.update(done.timings)
+    placed = None
+    if refiner is not None and landmarks is not None:
+        from spinemorph.refine.landmarks import find_landmarks
+
+        drawn = {code for code, stage in stages.items() if stage == 2}
+        found = find_landmarks(image.pixels, labels, *landmarks, device, codes=drawn, prepared=film)
+        placed = found.points
+        timings.update(found.timings)
     start = time.perf_counter()
     facing, source, facing_confidence = facing_of(image, facing_model)
     timings["facing_s"] = time.perf_counter() - start
     start = time.perf_counter()
     naming = seg.naming.to_dict() if seg.naming else None
 
-    def measured(labels, confidence, stages, agreement):
+    def measured(labels, confidence, stages, agreement, landmarks=None):
         return measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
                        facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
-                       level_naming=naming, gates=gates, stages=stages, agreement=agreement)
+                       level_naming=naming, gates=gates, stages=stages, agreement=agreement, landmarks=landmarks)
 
-    result = measured(labels, confidence, stages, agreement)
+    result = measured(labels, confidence, stages, agreement, placed)  # each view alone below: its own outlines
     timings["morphometry_s"] = time.perf_counter() - start
     called = [i for i, r in enumerate(result.vertebrae) if r.genant_grade]
     if refiner is not None and gates.views and called:

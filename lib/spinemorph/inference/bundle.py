@@ -19,6 +19,8 @@ __all__ = ["write_bundle", "metadata_header", "write_bundle_files"]
 
 SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
 
+_COMPANIONS = {"facing.pt": "facing model (spinemorph.facing)", "refine.pt": "stage-2 network (spinemorph.refine)",
+               "landmarks.pt": "six-point landmark network on stage 2's crops (spinemorph.refine.landmarks)"}
 _LICENSE = """Apache License 2.0
 
 Copyright 2026 the SpineMorph authors. Licensed under the Apache License, Version 2.0 (the "License"); you may not
@@ -69,8 +71,9 @@ def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelo
     """Write the bundle folder ``out`` from a training checkpoint and return it.
 
     ``readme`` is the Markdown of docs/README.md: data, the exact commands and the measured metrics.
-    ``companions`` maps a file name under models/ (``facing.pt``, ``refine.pt``) to a checkpoint shipped beside
-    the segmentation weights: the facing model and the stage-2 network, kept with their specs.
+    ``companions`` maps a file name under models/ (``facing.pt``, ``refine.pt``, ``landmarks.pt``) to a checkpoint
+    shipped beside the segmentation weights: the facing model, the stage-2 network and the landmark network, kept
+    with their specs.
     """
     net, spec = load_model(checkpoint)
     out = Path(out)
@@ -109,9 +112,9 @@ def write_bundle(checkpoint: str | Path, out: str | Path, version: str, changelo
     weights = {"model.pt": net.state_dict()}
     for name, path in (companions or {}).items():
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        weights[name] = {k: ckpt[k] for k in ("state_dict", "spec") if k in ckpt}
-    metadata["companions"] = {name: "facing model (spinemorph.facing)" if name == "facing.pt" else
-                              "stage-2 network (spinemorph.refine)" for name in (companions or {})}
+        weights[name] = {k: ckpt[k] for k in ("state_dict", "spec", "points") if k in ckpt}
+    metadata["companions"] = {name: _COMPANIONS.get(name, "stage-2 network (spinemorph.refine)")
+                              for name in (companions or {})}
     write_bundle_files(out, metadata, inference, weights, readme)
     load_model(out)  # the bundle must load back
     return out

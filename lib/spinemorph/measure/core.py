@@ -9,15 +9,28 @@ import numpy as np
 from spinemorph.conventions import EDGE_MARGIN_PX
 from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
 from spinemorph.measure.facing import infer_facing
-from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records, implausible_alone, segment_shapes
+from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records, implausible_alone, segment_shapes, withhold
 from spinemorph.measure.geometry import initial_axes, locate_all
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
 
-__all__ = ["measure", "measure_radiograph"]
+__all__ = ["measure", "measure_radiograph", "in_image_order"]
 
 log = logging.getLogger(__name__)
 _SIDES = {"anterior": {"left": "left", "right": "right"}, "posterior": {"left": "right", "right": "left"}}
+
+
+def _sides(facing: str) -> dict[str, str]:
+    """Return the image side ("left", "middle", "right") of each station for a facing."""
+    return {"anterior": _SIDES["anterior"][facing], "middle": "middle", "posterior": _SIDES["posterior"][facing]}
+
+
+def in_image_order(points: dict, facing: str) -> dict:
+    """Return a record's six points (``superior_anterior`` ...) named in image order (``superior_left`` ...), as
+    ``measure``'s ``landmarks`` takes them; ``facing``: the side anterior was on when they were named."""
+    sides = _sides(facing)
+    return {f"{row}_{sides[station]}": points[f"{row}_{station}"] for row in ("superior", "inferior")
+            for station in sides}
 
 
 def _checked_spacing(spacing) -> tuple[float, float] | None:
@@ -48,7 +61,8 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
             binary: bool | None = None, facing_source: str = "argument", *, facing_confidence: float | None = None,
             confidence: dict[int, float] | None = None, level_naming: dict | None = None,
             gates: Gates = DEFAULT_GATES, stages: dict[int, int] | None = None,
-            agreement: dict[int, float] | None = None) -> Morphometry:
+            agreement: dict[int, float] | None = None,
+            landmarks: dict[int, dict[str, object]] | None = None) -> Morphometry:
     """Return the morphometry of every vertebral body in a 2D labelmap.
 
     Args:
@@ -69,6 +83,11 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
             (``coarse_outline``, unless ``gates.fine_fracture`` is off).
         agreement: per level code, the intersection over union of its stage-1 and stage-2 outlines (under
             ``gates.agreement`` it is not graded: ``stages_disagree``).
+        landmarks: per level code, six points placed by a landmark network (``spinemorph.refine.landmarks``:
+            ``superior_left`` ... ``inferior_right``, (row, col) px in image order). They give the body's heights and
+            its reported points (``heights_from`` "landmarks"); the gates still judge the outline's own points. A
+            body whose landmarks stray from its outline's stations by more than ``gates.landmark_tolerance`` of its
+            depth keeps its outline's heights and is given no fracture grade (``landmarks_disagree``).
 
     Example::
 
@@ -112,6 +131,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         flags.append("level_uncertain")
     records = [_record(b, g, ok, t, facing, scale, spacing) for b, g, ok, t in zip(bodies, geos, usable, truncated,
                                                                                    strict=True)]
+    placed = _use_landmarks(records, geos, landmarks or {}, facing, scale, spacing, gates.landmark_tolerance)
     for rec in records:
         rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
         rec.agreement = (agreement or {}).get(rec.code)
@@ -121,6 +141,10 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     pairs = [tuple(None if j in bad else j for j in pair) for pair in neighbours([b.code for b in bodies], centroids)]
     grade_records(records, pairs, "mm" if spacing else "px")
     gate_records(records, bodies, confidence, facing_uncertain, gates, agreement, exclude=bad, shapes=shapes)
+    for rec, points in placed:  # judged on the outline; reported where the heights were measured
+        _set_points(rec, points, facing, scale, spacing)
+    # Two readings of one body that disagree: its outline's heights stand, but no fracture grade on them.
+    withhold(records, {r.code: ["landmarks_disagree"] for r in records if "landmarks_disagree" in r.flags})
     return Morphometry(records, facing, facing_source, spacing, flags, facing_confidence, level_naming)
 
 
@@ -135,17 +159,46 @@ def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, 
         return rec
     if spacing is None:
         rec.flags.append("no_spacing")
-    sides = {"anterior": _SIDES["anterior"][facing], "middle": "middle", "posterior": _SIDES["posterior"][facing]}
+    _set_points(rec, geo.points, facing, scale, spacing, heights=True)
+    rec.heights_from = "outline"
+    return rec
+
+
+def _set_points(rec: VertebraRecord, points: dict, facing: str, scale, spacing, heights: bool = False) -> None:
+    """Set a record's six points (and with ``heights``, its heights) from six points in image order."""
+    sides = _sides(facing)
     for h, station in (("Ha", "anterior"), ("Hm", "middle"), ("Hp", "posterior")):
-        top, bottom = geo.points[f"superior_{sides[station]}"], geo.points[f"inferior_{sides[station]}"]
+        top = np.asarray(points[f"superior_{sides[station]}"], float)
+        bottom = np.asarray(points[f"inferior_{sides[station]}"], float)
         rec.points[f"superior_{station}"] = [round(float(v), 4) for v in top]
         rec.points[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
-        setattr(rec, f"{h}_px", float(np.linalg.norm(top - bottom)))
-        if spacing is not None:
-            setattr(rec, f"{h}_mm", float(np.linalg.norm((top - bottom) * scale)))
+        if heights:
+            setattr(rec, f"{h}_px", float(np.linalg.norm(top - bottom)))
+            if spacing is not None:
+                setattr(rec, f"{h}_mm", float(np.linalg.norm((top - bottom) * scale)))
     if spacing is not None:
         rec.points_mm = {k: [round(v[0] * scale[0], 4), round(v[1] * scale[1], 4)] for k, v in rec.points.items()}
-    return rec
+
+
+def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[int, dict], facing: str, scale,
+                   spacing, tolerance: float) -> list[tuple[VertebraRecord, dict]]:
+    """Give each measured record with landmarks, near its outline's stations, the landmarks' heights; return the
+    records and their landmarks (their points are reported after the gates judged the outline's)."""
+    placed = []
+    for rec, geo in zip(records, geos, strict=True):
+        points = landmarks.get(rec.code)
+        if points is None or rec.Ha_px is None:
+            continue
+        stray = max(float(np.linalg.norm((np.asarray(points[k], float) - geo.points[k]) * scale)) for k in geo.points)
+        if stray > tolerance * geo.depth_mm:
+            rec.flags.append("landmarks_disagree")
+            continue
+        kept = dict(rec.points), rec.points_mm
+        _set_points(rec, points, facing, scale, spacing, heights=True)
+        rec.points, rec.points_mm = kept  # the gates judge the outline's points
+        rec.heights_from = "landmarks"
+        placed.append((rec, points))
+    return placed
 
 
 def measure_radiograph(labels, image, anchor: str | None = None, facing: str | None = None,
