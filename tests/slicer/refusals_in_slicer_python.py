@@ -1,6 +1,7 @@
 """The server's refusals in Slicer's Measure, in slicer-core's Python: a segmentation as autoSegment leaves it, with
-what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree), measured by the Logic,
-then with one segment edited. Prints the grades and flags by level as JSON (tests/slicer/test_module_files)."""
+what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree, the landmarks that gave
+L4's heights), measured by the Logic, then with one segment edited. Prints the grades and flags, and L4's anterior
+height and its source, by level as JSON (tests/slicer/test_module_files)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ MODULE = Path(__file__).resolve().parents[2] / "slicer_module" / "SpineMorph"
 
 
 def graded(logic) -> dict:
-    return {r.level: [r.genant_grade, r.flags] for r in logic.measurement.result.vertebrae}
+    return {r.level: [r.genant_grade, r.flags, r.Ha_px, r.heights_from] for r in logic.measurement.result.vertebrae}
 
 
 def main() -> int:
@@ -25,6 +26,7 @@ def main() -> int:
     import SpineMorph
 
     from spinemorph.io import Radiograph, display_affine
+    from spinemorph.measure import measure
     from SpineMorphLib import nodes
     from SpineMorphLib.sample import box_spine
 
@@ -37,7 +39,10 @@ def main() -> int:
         seg = nodes.show_labels(scene, labels, volume)
         said = [{"code": c, "stage": 2, "agreement": 0.3 if c == 21 else 0.9,  # L2: stage 2 drew something else
                  "flags": ["low_confidence", "views_disagree"] if c == 22 else []} for c in range(20, 25)]
-        nodes.keep_outlines(seg, labels, said)
+        l4 = measure(labels, (0.5, 0.5), "left").by_level()["L4"].points  # the server's landmarks: L4's
+        l4 = {**l4, "inferior_anterior": [l4["inferior_anterior"][0] - 2.0, l4["inferior_anterior"][1]]}  # Ha 2 px less
+        said[3].update(heights_from="landmarks", points=l4)
+        nodes.keep_outlines(seg, labels, said, "left")
         logic.measure(seg, volume)
         sent = graded(logic)
         edited = labels.copy()

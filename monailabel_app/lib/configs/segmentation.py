@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from spinemorph.inference import load_model
-from spinemorph.inference.analyse import load_detector_beside, load_facing, load_refiner
+from spinemorph.inference.analyse import load_detector_beside, load_facing, load_landmarks, load_refiner
 from spinemorph.inference.identity import weights_identity
 from spinemorph.inference.model import load_spec
 from spinemorph.levels import level_name
@@ -72,6 +72,10 @@ class SegmentationConfig:
     def refiner(self):
         """Return the stage-2 network and its spec (on the CPU), or None."""
         return self._companion("refiner", load_refiner)
+
+    def landmarks(self):
+        """Return the six-point landmark network on stage 2's crops and its spec (on the CPU), or None."""
+        return self._companion("landmarks", load_landmarks)
 
     def detector(self):
         """Return the fracture detector shipped beside the served or the initial bundle (on the CPU), or None."""

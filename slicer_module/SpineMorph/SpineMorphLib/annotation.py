@@ -99,7 +99,7 @@ class AnnotationLoop:
         segmentation.SetAttribute(nodes.ATTR["naming"], json.dumps(naming) if naming else "")
         confidence = {v["code"]: v["confidence"] for v in morphometry.get("vertebrae", []) if v.get("confidence")}
         segmentation.SetAttribute(nodes.ATTR["confidence"], json.dumps(confidence))
-        nodes.keep_outlines(segmentation, labels, morphometry.get("vertebrae", []))
+        nodes.keep_outlines(segmentation, labels, morphometry.get("vertebrae", []), morphometry.get("facing"))
         return segmentation
 
     def submitLabel(self, labels, volume, nextStrategy: str | None = None):

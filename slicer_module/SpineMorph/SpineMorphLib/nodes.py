@@ -32,8 +32,9 @@ ATTR = {"image_id": "SpineMorph.ImageId", "spacing": "SpineMorph.SpacingMm", "fa
         "naming": "SpineMorph.LevelNaming", "confidence": "SpineMorph.Confidence", "outlines": "SpineMorph.Outlines",
         "started": "SpineMorph.AnnotationStarted"}  # started: Next sample's time (epoch seconds), for Submit
 _BY_CODE = ("confidence", "outlines")  # attributes keyed by level code, renamed with the levels
-#: The server's refusals that re-measuring the same outline cannot repeat: it measured each of stage 2's views alone.
-SERVER_ONLY = ("views_disagree",)
+#: The server's refusals that re-measuring the same outline cannot repeat: it measured each of stage 2's views alone,
+#: and it read the landmarks that disagreed with the outline.
+SERVER_ONLY = ("views_disagree", "landmarks_disagree")
 
 
 def mask_digest(labels: np.ndarray, code: int) -> str:
@@ -41,15 +42,20 @@ def mask_digest(labels: np.ndarray, code: int) -> str:
     return hashlib.sha1(np.packbits(labels == code).tobytes()).hexdigest()[:16]
 
 
-def keep_outlines(node, labels: np.ndarray, vertebrae: list[dict]) -> None:
-    """Record on ``node``, for each level of the server's ``labels`` and its morphometry ``vertebrae``: the stage that
-    drew it, the overlap of its two stages' outlines, the server's refusals a re-measurement cannot repeat
-    (``SERVER_ONLY``) and a digest of its mask."""
+def keep_outlines(node, labels: np.ndarray, vertebrae: list[dict], facing: str | None = None) -> None:
+    """Record on ``node``, for each level of the server's ``labels`` and its morphometry ``vertebrae`` (measured
+    with anterior on the ``facing`` side): the stage that drew it, the overlap of its two stages' outlines, the
+    server's refusals a re-measurement cannot repeat (``SERVER_ONLY``), the six points of its landmark network when
+    they gave the heights, and a digest of its mask."""
+    from spinemorph.measure import in_image_order
+
     kept = {}
     for v in vertebrae:
         if v.get("code") is not None:
+            placed = v.get("heights_from") == "landmarks" and facing in ("left", "right") and v.get("points")
             kept[str(v["code"])] = {"stage": v.get("stage"), "agreement": v.get("agreement"),
                                     "withheld": [f for f in v.get("flags", []) if f in SERVER_ONLY],
+                                    "landmarks": in_image_order(v["points"], facing) if placed else None,
                                     "digest": mask_digest(labels, v["code"])}
     node.SetAttribute(ATTR["outlines"], json.dumps(kept))
 
@@ -64,14 +70,15 @@ def server_outlines(node, labels: np.ndarray) -> dict[int, dict]:
 def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]]]:
     """Return what the server said of a labels node's levels: the ``spinemorph.measure`` keywords (how the levels
     were named, the network's confidence, and for each unedited outline its stage and stages' overlap, so that
-    ``coarse_outline`` and ``stages_disagree`` refuse as on the server) and the server-only refusals by level code
-    (for ``spinemorph.measure.gates.withhold``)."""
+    ``coarse_outline`` and ``stages_disagree`` refuse as on the server, and its landmarks, so that its heights are
+    the server's) and the server-only refusals by level code (for ``spinemorph.measure.gates.withhold``)."""
     confidence = {int(k): v for k, v in json.loads(node.GetAttribute(ATTR["confidence"]) or "{}").items()}
     outlines = server_outlines(node, labels)
     keywords = {"level_naming": json.loads(node.GetAttribute(ATTR["naming"]) or "null"),
                 "confidence": confidence or None,
                 "stages": {c: v["stage"] for c, v in outlines.items() if v["stage"]} or None,
-                "agreement": {c: v["agreement"] for c, v in outlines.items() if v["agreement"] is not None} or None}
+                "agreement": {c: v["agreement"] for c, v in outlines.items() if v["agreement"] is not None} or None,
+                "landmarks": {c: v["landmarks"] for c, v in outlines.items() if v.get("landmarks")} or None}
     return keywords, {c: v["withheld"] for c, v in outlines.items() if v["withheld"]}
 
 
