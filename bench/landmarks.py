@@ -6,6 +6,9 @@ soft-argmax the point (sub-pixel). Channels are in image order (upper left, midd
 right), so a mirrored crop is the same task with left and right swapped; the film's facing says which side is
 anterior. The network starts from the shipped stage 2's weights (all but the last layer).
 
+The network, its points and the crop geometry are the product's (``spinemorph.refine.landmarks``); this bench
+trains it and compares it with the heights read off stage 2's outline.
+
   train: full-size randomised simulations of series 1700 (never used before, no test or
       calibration seed), ``--per-body`` jittered crops of each whole body (jitter as stage 2's training), targets
       the truth six points in the crop; loss: cross-entropy against a Gaussian (sigma 1.5 px) at each point plus
@@ -17,7 +20,8 @@ anterior. The network starts from the shipped stage 2's weights (all but the las
       graded vertebrae and over all measured ones.
 
 Usage: .venv/bin/python bench/landmarks.py [--n-train 250] [--per-body 3] [--minutes 35] [--n-cal 20]
-Writes runs/landmarks/model.pt (not shipped), bench/out/landmarks.json and bench/out/landmarks.png.
+Writes runs/landmarks/landmarks.pt (shipped as sample-apps/spinemorph_levels/models/landmarks.pt: ``spinemorph bundle
+--landmarks``), bench/out/landmarks.json and bench/out/landmarks.png; ``--skip-train --model PATH`` compares PATH.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -47,7 +50,8 @@ from spinemorph.data.simulate import SimConfig, simulate  # noqa: E402
 from spinemorph.hierarchical.boxes import Box  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
 from spinemorph.inference.analyse import analyse, load_refiner  # noqa: E402
-from spinemorph.networks.factory import NETWORKS, PadToMultiple  # noqa: E402
+from spinemorph.inference.model import ModelSpec  # noqa: E402
+from spinemorph.refine import landmarks as marks  # noqa: E402
 from spinemorph.refine.crops import body_boxes, crop_inputs, normalised  # noqa: E402
 from spinemorph.transforms import Preprocessing  # noqa: E402
 
@@ -69,16 +73,6 @@ def heights(pts: np.ndarray, facing: str, spacing) -> dict[str, float]:
     d = np.linalg.norm((pts[3:] - pts[:3]) * scale, axis=1)  # left, middle, right
     d = d if facing == "left" else d[::-1]
     return {name: float(d[i]) for name, i in HEIGHTS.items()}
-
-
-def to_crop(pts: np.ndarray, box: Box, size: int) -> np.ndarray:
-    top, left, bottom, _ = box.bounds()
-    return (pts - [top, left] + 0.5) * size / (bottom - top) - 0.5
-
-
-def to_film(pts: np.ndarray, box: Box, size: int) -> np.ndarray:
-    top, left, bottom, _ = box.bounds()
-    return (pts + 0.5) * (bottom - top) / size - 0.5 + [top, left]
 
 
 def case(seed: int, i: int, fracture_rate: float = 0.4):
@@ -106,7 +100,7 @@ def make_crops(seed: int, n: int, size: int, per_body: int, jitter: float = 0.08
                 jb = Box(b.row + rng.normal(0, jitter * b.side), b.col + rng.normal(0, jitter * b.side),
                          b.side * rng.uniform(0.85, 1.2))
                 boxes.append(jb)
-                targets.append(to_crop(pts, jb, size))
+                targets.append(marks.to_crop(pts, jb, size))
         if boxes:
             xs.append(crop_inputs(film, boxes, Preprocessing(size=size)).half())
             ys.append(torch.as_tensor(np.stack(targets), dtype=torch.float32))
@@ -115,29 +109,24 @@ def make_crops(seed: int, n: int, size: int, per_body: int, jitter: float = 0.08
     return torch.cat(xs), torch.cat(ys)
 
 
-def build(size_features=(8, 16, 32, 64, 128)) -> torch.nn.Module:
+def build() -> torch.nn.Module:
     """The stage-2 U-Net with six output channels, started from the shipped stage 2's weights but the last layer."""
-    net = PadToMultiple(NETWORKS["unet"](1, 6, features=size_features))
-    shipped = load_refiner(BUNDLE)[0].state_dict()
-    own = net.state_dict()
+    refiner, refiner_spec = load_refiner(BUNDLE)
+    net = marks.build_landmark_net(spec_like(refiner_spec))
+    shipped, own = refiner.state_dict(), net.state_dict()
     own.update({k: v for k, v in shipped.items() if k in own and own[k].shape == v.shape})
     net.load_state_dict(own)
     return net
 
 
-def soft_argmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (log-probabilities (B, 6, P*P), points (B, 6, 2) in crop pixels)."""
-    b, c, h, w = logits.shape
-    logp = F.log_softmax(logits.float().reshape(b, c, h * w), dim=-1)
-    p = logp.exp().reshape(b, c, h, w)
-    rows = (p.sum(-1) * torch.arange(h, dtype=p.dtype)).sum(-1)
-    cols = (p.sum(-2) * torch.arange(w, dtype=p.dtype)).sum(-1)
-    return logp, torch.stack([rows, cols], -1)
+def spec_like(refiner_spec: ModelSpec) -> ModelSpec:
+    """The landmark network's spec: stage 2's network and crop preprocessing, six outputs."""
+    return ModelSpec(refiner_spec.network, "landmarks", refiner_spec.kwargs, refiner_spec.preprocessing)
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     b, c, h, w = logits.shape
-    logp, pts = soft_argmax(logits)
+    logp, pts = marks.soft_argmax(logits)
     r = torch.arange(h, dtype=torch.float32)[None, None, :, None]
     q = torch.arange(w, dtype=torch.float32)[None, None, None, :]
     g = torch.exp(-((r - target[..., 0, None, None]) ** 2 + (q - target[..., 1, None, None]) ** 2) / (2 * SIGMA**2))
@@ -148,21 +137,8 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def flip(x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror crops left-right: columns mirrored, left and right channels swapped."""
-    order = [2, 1, 0, 5, 4, 3]
-    y = y[:, order].clone()
-    y[..., 1] = size - 1 - y[..., 1]
-    return x.flip(-1), y
-
-
-@torch.no_grad()
-def predict(net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """Return six points (N, 6, 2) per crop: the mean of the crop's and its mirror image's (flipped back)."""
-    size = x.shape[-1]
-    _, a = soft_argmax(net(x))
-    _, b = soft_argmax(net(x.flip(-1)))
-    _, b = flip(x, b, size)
-    return ((a + b) / 2).numpy()
+    """Mirror crops left-right, with their six points (columns mirrored, left and right channels swapped)."""
+    return x.flip(-1), marks.mirrored(y, size)
 
 
 def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) -> dict:
@@ -194,7 +170,7 @@ def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) ->
                   flush=True)
             if d < best:
                 best = d
-                torch.save({"state_dict": net.state_dict(), "step": step, "val_px": d}, out)
+                marks.save_landmarks(net, spec_like(load_refiner(BUNDLE)[1]), out, {"step": step, "val_px": d})
     return {"steps": step, "best_val_px": best, "history": history}
 
 
@@ -215,9 +191,9 @@ def compare(landmark_net, n: int, seeds=(4500, 4600)) -> list[dict]:
             if not recs:
                 continue
             x = crop_inputs(normalised(image), [boxes[r.code] for r in recs], refiner[1].preprocessing)
-            pts = predict(landmark_net, x)
+            pts = marks.predict_points(landmark_net, x)
             for rec, p in zip(recs, pts, strict=True):
-                film = to_film(p, boxes[rec.code], x.shape[-1])
+                film = marks.to_film(p, boxes[rec.code], x.shape[-1])
                 t = truth_by[rec.level]
                 rows.append({"image": f"{seed}-{i}", "level": rec.level, "graded": rec.genant_grade is not None,
                              "truth": {k: t[f"{k}_mm"] for k in HEIGHTS},
@@ -238,7 +214,7 @@ def main() -> None:
     parser.add_argument("--per-body", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=35)
     parser.add_argument("--n-cal", type=int, default=20)
-    parser.add_argument("--model", default=str(REPO / "runs" / "landmarks" / "model.pt"))
+    parser.add_argument("--model", default=str(REPO / "runs" / "landmarks" / "landmarks.pt"))
     parser.add_argument("--skip-train", action="store_true", help="compare the model at --model")
     args = parser.parse_args()
     model = Path(args.model)
@@ -249,10 +225,7 @@ def main() -> None:
         x, y = make_crops(1700, args.n_train, size, args.per_body)
         print(f"{len(x)} crops of {size}²")
         summary["training"] = train(x, y, args.minutes, model)
-    net = build()
-    net.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["state_dict"])
-    net.eval()
-    rows = compare(net, args.n_cal)
+    rows = compare(marks.load_landmarks(model)[0], args.n_cal)
     graded = [r for r in rows if r["graded"]]
     table = {"graded": {"n": len(graded), "shipped": mae(graded, "shipped"), "landmarks": mae(graded, "landmarks")},
              "all measured": {"n": len(rows), "shipped": mae(rows, "shipped"), "landmarks": mae(rows, "landmarks")}}

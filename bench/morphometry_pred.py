@@ -1,5 +1,6 @@
-"""Heights, VCR and grades from predicted labelmaps against the truth: stage 1 alone, stage 1 + 2, and stage 1 + 2
-fused with the fracture detector, on the same held-out images.
+"""Heights, VCR and grades from predicted labelmaps against the truth: stage 1 alone, stage 1 + 2 with the heights
+from its outlines, stage 1 + 2 as served (the heights of the bodies stage 2 drew from the six-point landmarks,
+models/landmarks.pt), and that fused with the fracture detector, on the same held-out images.
 
 Sets (never trained on): simulated full-size radiographs (series seed 4_444: irregular phantom, randomised
 processing, fractures in 40 %) and CT-DRRs with fractures made in the CT (series seed 9_000, fractures in 70 %).
@@ -40,11 +41,11 @@ from real_anatomy_sets import CT, _randomised  # noqa: E402
 
 from spinemorph.evaluation.morphometry import Pairs, compare, summarise  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
-from spinemorph.inference.analyse import analyse, load_refiner  # noqa: E402
+from spinemorph.inference.analyse import analyse, load_landmarks, load_refiner  # noqa: E402
 from spinemorph.inference.fusion import reduction, soft_vote  # noqa: E402
 from spinemorph.io import Radiograph, sagittal_affine  # noqa: E402
 
-METHODS = ("stage 1", "stage 1 + 2", "stage 1 + 2 + detector")
+METHODS = ("stage 1", "stage 1 + 2, outline heights", "stage 1 + 2", "stage 1 + 2 + detector")
 
 
 def cases(name: str, n: int) -> list[tuple[Radiograph, dict]]:
@@ -78,15 +79,16 @@ def _truth_grade(v: dict) -> int:
     return int(v.get("genant_grade_shown", v.get("genant_grade_measured", v.get("genant_grade", 0))) or 0)
 
 
-def run(pairs, net, spec, refiner, detector) -> dict:
+def run(pairs, net, spec, refiner, detector, landmarks=None) -> dict:
     """Return each method's pairs, vertebra scores (score, truth grade) and CPU seconds per image."""
     out = {m: {"pairs": Pairs(), "scores": [], "seconds": []} for m in METHODS}
     for image, truth in pairs:
         truth_by = {v["level"]: v for v in truth["vertebrae"] if "Ha_mm" in v and not v.get("truncated")}
         mine = []
-        for method, ref in (("stage 1", None), ("stage 1 + 2", refiner)):
+        for method, ref, marks in (("stage 1", None, None), ("stage 1 + 2, outline heights", refiner, None),
+                                   ("stage 1 + 2", refiner, landmarks)):
             start = time.process_time()
-            done = analyse(image, net, spec, refiner=ref)
+            done = analyse(image, net, spec, refiner=ref, landmarks=marks)
             out[method]["seconds"].append(time.process_time() - start)
             compare(done.morphometry, truth, out[method]["pairs"])
             # a refused vertebra (no grade) is no call, as in the product's fracture_calls: it scores 0
@@ -115,7 +117,7 @@ def sensitivity_at(scores, specificity: float = 0.98) -> tuple[float, float, int
     return float(np.mean(grade1 >= threshold)), threshold, int(grade1.size)
 
 
-def end_to_end_seconds(net, spec, refiner, repeats: int = 5) -> float:
+def end_to_end_seconds(net, spec, refiner, repeats: int = 5, landmarks=None) -> float:
     """Return the median seconds to read, analyse and write a 2048² DICOM DX, one thread, after model load."""
     import torch
 
@@ -131,7 +133,7 @@ def end_to_end_seconds(net, spec, refiner, repeats: int = 5) -> float:
         for _ in range(repeats):
             start = time.perf_counter()
             image = read_radiograph(Path(tmp) / "dx.dcm")
-            done = analyse(image, net, spec, refiner=refiner)
+            done = analyse(image, net, spec, refiner=refiner, landmarks=landmarks)
             write_labelmap(Path(tmp) / "labels.nii.gz", done.labels, image)
             write_outputs(done.morphometry, tmp, "dx", done.labels, image.pixels)
             times.append(time.perf_counter() - start)
@@ -147,7 +149,7 @@ def main() -> None:
     parser.add_argument("--n-drr", type=int, default=16)
     args = parser.parse_args()
     net, spec = load_model(args.model)
-    refiner = load_refiner(args.model)
+    refiner, landmarks = load_refiner(args.model), load_landmarks(args.model)
     if refiner is None:
         raise SystemExit(f"{args.model} has no stage-2 network (models/refine.pt).")
     from spinemorph.detection import load_detector
@@ -155,15 +157,16 @@ def main() -> None:
     detector = load_detector(args.detector)
     results, figures = {}, {}
     for name, n in (("sim", args.n_sim), ("drr", args.n_drr)):
-        results[name] = run(cases(name, n), net, spec, refiner, detector)
+        results[name] = run(cases(name, n), net, spec, refiner, detector, landmarks)
         for method, r in results[name].items():
             summary = summarise(r["pairs"]) if r["pairs"].heights["Ha"] else {}
             sens, threshold, n1 = sensitivity_at(r["scores"])
             figures[f"{name} | {method}"] = {**summary, "grade1_sensitivity_at_spec98": sens, "threshold": threshold,
                                              "grade1_vertebrae": n1, "cpu_s_per_image":
                                                  float(np.mean(r["seconds"])) if r["seconds"] else None}
-    figures["end_to_end_2048_s"] = {m: end_to_end_seconds(net, spec, ref) for m, ref in
-                                    (("stage 1", None), ("stage 1 + 2", refiner))}
+    figures["end_to_end_2048_s"] = {m: end_to_end_seconds(net, spec, ref, landmarks=marks) for m, ref, marks in
+                                    (("stage 1", None, None), ("stage 1 + 2, outline heights", refiner, None),
+                                     ("stage 1 + 2", refiner, landmarks))}
     print("set | method | height MAE mm (graded) | VCR MAE (graded) | VCR r (graded) | kappa | "
           "G1 sens @ spec 98 % (n) | refused | s/img")
     nan = float("nan")
@@ -186,7 +189,8 @@ def plot(results: dict, path: Path) -> None:
     """Bland-Altman of VCR and the confusion matrix by Genant grade, per set, stage 1 against stage 1 + 2."""
     fig, axes = plt.subplots(len(results), 3, figsize=(13, 4 * len(results)), squeeze=False)
     for row, (name, by) in zip(axes, results.items(), strict=True):
-        for method, colour in (("stage 1", "tab:grey"), ("stage 1 + 2", "tab:blue")):
+        for method, colour in (("stage 1", "tab:grey"), ("stage 1 + 2, outline heights", "tab:orange"),
+                               ("stage 1 + 2", "tab:blue")):
             v = np.asarray(by[method]["pairs"].vcr, float).reshape(-1, 2)
             row[0].scatter(v.mean(1), v[:, 1] - v[:, 0], s=6, alpha=0.6, color=colour, label=method)
         row[0].set(title=f"{name}: VCR Bland-Altman", xlabel="mean of truth and measured", ylabel="measured - truth")

@@ -19,7 +19,7 @@ detects (it covers T4-L5: a fracture above T4 counts as missed), and it has no f
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
-        [--merge]
+        [--heights landmarks,outline] [--merge]
 Writes bench/out/real_anatomy.json, a table on stdout and bench/out/real_anatomy_grid.png (overlays of the last model).
 """
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from real_anatomy_sets import SETS, Case  # noqa: E402
 
 from spinemorph.inference import load_model  # noqa: E402
-from spinemorph.inference.analyse import analyse, load_facing, load_refiner  # noqa: E402
+from spinemorph.inference.analyse import analyse, load_facing, load_landmarks, load_refiner  # noqa: E402
 from spinemorph.measure.report import overlay_picture  # noqa: E402
 
 OUT = REPO / "bench" / "out"
@@ -151,11 +151,11 @@ def _detector_runner(path: Path):
     return detector, None
 
 
-def _runner(path: Path):
+def _runner(path: Path, landmarks: bool = True):
     """Return (image -> (labels, morphometry), facing model or None) as the server's infer task runs ``path``: a
     segmentation bundle through ``analyse`` (both stages when it has stage 2), a hierarchical one (Pose-net,
     M-net, level set) through ``run_hierarchical`` with the task's defaults, the fracture detector through
-    ``detect``."""
+    ``detect``; ``landmarks=False``: stage 2's heights from its outlines, not from models/landmarks.pt."""
     if _is_detector(path):
         return _detector_runner(path)
     if (path / "models" / "posenet.pt").is_file():
@@ -171,17 +171,18 @@ def _runner(path: Path):
         return hierarchical, None
     net, spec = load_model(path)
     facing, refiner = load_facing(path), load_refiner(path)  # what the server runs by default: both stages
+    marks = load_landmarks(path) if landmarks else None  # and the landmarks' heights
 
     def segmentation(image):
-        done = analyse(image, net, spec, facing_model=facing, refiner=refiner)
+        done = analyse(image, net, spec, facing_model=facing, refiner=refiner, landmarks=marks)
         return done.labels, done.morphometry
 
     return segmentation, facing
 
 
-def run_model(path: Path, sets: dict[str, list[Case]], pictures: list) -> dict:
+def run_model(path: Path, sets: dict[str, list[Case]], pictures: list, landmarks: bool = True) -> dict:
     """Return the figures of one model on every set; add (set, case, labels, result) to ``pictures``."""
-    run, facing = _runner(path)
+    run, facing = _runner(path, landmarks)
     out = {}
     for name, cases in sets.items():
         rows, mirrored = [], []
@@ -247,6 +248,9 @@ def main() -> None:
     parser.add_argument("--sets", default="verse,drr,sim")
     parser.add_argument("--n-drr", type=int, default=24)
     parser.add_argument("--n-sim", type=int, default=60)
+    parser.add_argument("--heights", default="landmarks",
+                        help="landmarks (as served), outline (stage 2's heights off its outlines), or both, "
+                             "comma-separated, in one run; an outline row is named '<model>, outline heights'")
     parser.add_argument("--merge", action="store_true",
                         help="keep the figures already in bench/out/real_anatomy.json that this run does not remake")
     args = parser.parse_args()
@@ -257,8 +261,10 @@ def main() -> None:
     saved = OUT / "real_anatomy.json"
     results = json.loads(saved.read_text()) if args.merge and saved.is_file() else {}
     for name, path in models.items():
-        pictures: list = []
-        results.setdefault(name, {}).update(run_model(Path(path), sets, pictures))  # --merge: other sets stay
+        for heights in args.heights.split(","):
+            pictures: list = []
+            row = name if heights == "landmarks" else f"{name}, outline heights"
+            results.setdefault(row, {}).update(run_model(Path(path), sets, pictures, heights == "landmarks"))
     print_table(results)
     saved.write_text(json.dumps(results, indent=1))
     grid(pictures, OUT / "real_anatomy_grid.png")

@@ -1,5 +1,6 @@
-"""bench/landmarks.py's geometry: crop coordinates and back, the mirror's channel swap, heights by facing, and the
-truth six points of a real simulation landing in the crop where its body is."""
+"""bench/landmarks.py's training geometry: truth points in image order and heights by facing, the mirror of a crop
+with its points, and the truth six points of a real simulation landing in the crop where its body is (the crop
+geometry itself: tests/refine/test_landmarks.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 import numpy as np
 import torch
 
-from spinemorph.hierarchical.boxes import Box, crop_patch
+from spinemorph.hierarchical.boxes import crop_patch
+from spinemorph.refine.landmarks import to_crop
 from tests.app.server import REPO
 
 _spec = importlib.util.spec_from_file_location("bench_landmarks", REPO / "bench" / "landmarks.py")
@@ -18,16 +20,6 @@ _spec.loader.exec_module(lm)
 
 POINTS = {"superior_anterior": [10.0, 20.0], "superior_middle": [11.0, 30.0], "superior_posterior": [12.0, 40.0],
           "inferior_anterior": [30.0, 20.0], "inferior_middle": [29.0, 30.0], "inferior_posterior": [34.0, 40.0]}
-
-
-def test_crop_coordinates_go_back_to_the_film():
-    pts = np.array([[100.3, 250.7], [180.0, 260.2], [140.5, 199.9]])
-    box = Box(150.2, 230.6, 123.4)
-    back = lm.to_film(lm.to_crop(pts, box, 192), box, 192)
-    np.testing.assert_allclose(back, pts, atol=1e-9)
-    top, left, bottom, _ = box.bounds()  # a box's top-left pixel centre lands half a crop pixel in, scaled
-    np.testing.assert_allclose(lm.to_crop(np.array([[top, left]], float), box, 192), [[(0.5 * 192 / (bottom - top)
-                                                                                        - 0.5)] * 2])
 
 
 def test_image_order_and_heights_follow_the_facing():
@@ -49,18 +41,11 @@ def test_a_mirrored_crop_swaps_left_and_right_and_mirrors_the_columns():
     torch.testing.assert_close(lm.flip(fx, fy, 5)[1], y)  # twice is once more the crop
 
 
-def test_soft_argmax_finds_a_peak_between_pixels():
-    logits = torch.full((1, 6, 16, 16), -50.0)
-    logits[0, :, 7, 9] = logits[0, :, 8, 9] = 0.0  # two equal pixels: the point between them
-    _, pts = lm.soft_argmax(logits)
-    torch.testing.assert_close(pts[0], torch.tensor([[7.5, 9.0]] * 6), atol=1e-4, rtol=0)
-
-
 def test_truth_points_of_a_simulation_sit_on_their_body_in_the_crop():
     image, labels, truth = lm.case(4_500, 0)  # a calibration simulation, as the bench compares on
     rec = next(v for v in truth["vertebrae"] if v.get("points") and not v.get("truncated"))
     body = dict(lm.body_boxes(labels))[rec["code"]]
-    pts = lm.to_crop(lm.image_order(rec["points"], truth["facing"]), body, 192)
+    pts = to_crop(lm.image_order(rec["points"], truth["facing"]), body, 192)
     mask = crop_patch(labels == rec["code"], body, 192, labels=True)
     centre = np.round(pts.mean(axis=0)).astype(int)
     assert mask[centre[0], centre[1]]  # the six points' mean lies inside the body
