@@ -4,10 +4,10 @@ Usage: .venv/bin/python bench/app_infer.py [--n 8] [--size 2048] [--bundle sampl
 
 Both apps are real `monailabel start_server` processes on this machine, serving the same simulated DICOM DX,
 asked through monailabel's client, one request at a time, in the same run (alternating). SpineMorph's answer is
-split into load, preprocess, network, postprocess, morphometry and write (from the result JSON), plus HTTP and
-client overhead. The stock app follows MONAI Label's radiology sample for a 2D image: ITKReader, intensity scaling,
-a resize to the network's 256² input, MONAI's UNet, softmax, argmax, a resize back and MONAI Label's writer. Prints
-a table and the ratio, and writes bench/out/app_infer.png.
+split into load, preprocess, network, postprocess, stage 2, landmarks, morphometry and write (from the result
+JSON), plus HTTP and client overhead. The stock app follows MONAI Label's radiology sample for a 2D image:
+ITKReader, intensity scaling, a resize to the network's 256² input, MONAI's UNet, softmax, argmax, a resize back and
+MONAI Label's writer. Prints a table and the ratio, and writes bench/out/app_infer.png.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from spinemorph.data.simulate import SimConfig  # noqa: E402
 from tests.app.server import running_server  # noqa: E402
 
 STAGES = ("load_s", "normalise_s", "preprocess_s", "network_s", "postprocess_s", "stage2_crops_s", "stage2_network_s",
-          "stage2_paste_s", "morphometry_s", "detector_s", "write_s")
+          "stage2_paste_s", "landmarks_crops_s", "landmarks_network_s", "morphometry_s", "detector_s", "write_s")
 LEAN = {"stage2": False, "detector": False}  # stage 1 alone, no detector opinion
 STOCK_APP = '''
 import os
