@@ -142,9 +142,9 @@ def _result_record(film: Film, analysis, model: dict) -> dict:
 def _screen_one(film: Film, out: Path, models, device: str, dicom: bool, store: str | None) -> dict:
     from spinemorph.inference.analyse import analyse
 
-    net, spec, facing, refiner, landmarks, detector, identity = models
+    net, spec, facing, refiner, detector, identity = models
     image = read_radiograph(film.path)
-    analysis = analyse(image, net, spec, device, facing, refiner=refiner, detector=detector, landmarks=landmarks)
+    analysis = analyse(image, net, spec, device, facing, refiner=refiner, detector=detector)
     folder = out / "films" / film.film
     folder.mkdir(parents=True, exist_ok=True)
     write_labelmap(folder / "labels.nii.gz", analysis.labels, image)
@@ -170,11 +170,11 @@ def _screen_one(film: Film, out: Path, models, device: str, dicom: bool, store: 
 
 def _models(model: str | Path, device: str, detector: bool):
     from spinemorph.inference import load_model
-    from spinemorph.inference.analyse import load_detector_beside, load_facing, load_landmarks, load_refiner
+    from spinemorph.inference.analyse import load_detector_beside, load_facing, load_refiner
     from spinemorph.inference.identity import weights_identity
 
     net, spec = load_model(model, device)
-    return (net, spec, load_facing(model), load_refiner(model, device), load_landmarks(model, device),
+    return (net, spec, load_facing(model), load_refiner(model, device),
             load_detector_beside(model, device) if detector else None, weights_identity(model))
 
 

@@ -1,5 +1,5 @@
-"""The shipped default bundle in a real server: both stages in one infer call with the heights from the landmark
-network, options that skip stage 2 or the landmarks, and the fracture detector's opinion beside the measured grade.
+"""The shipped default bundle in a real server: both stages in one infer call, an option that skips stage 2, one
+that takes the heights from the landmark network, and the fracture detector's opinion beside the measured grade.
 Read from the committed weights (sample-apps/)."""
 
 from __future__ import annotations
@@ -36,28 +36,28 @@ def test_one_call_runs_both_stages_and_reports_both_opinions(shipped_server):
     np.testing.assert_allclose(geometry.affine, image.affine, atol=1e-6)
     records = [v for v in result["morphometry"]["vertebrae"] if v["level"] != "S1"]
     assert any(v["stage"] == 2 for v in records) and all(v["stage"] in (1, 2) for v in records)
-    assert all(v["heights_from"] == "landmarks" for v in records if v["stage"] == 2 and v["Ha_mm"] is not None
-               and "landmarks_disagree" not in v["flags"])
+    assert {v["heights_from"] for v in records if v["Ha_mm"] is not None} == {"outline"}  # the default
     assert result["model_version"].startswith("0.3") and "stage2_network_s" in result["timings"]
-    assert "landmarks_network_s" in result["timings"]
+    assert "landmarks_network_s" not in result["timings"]
     calls = result["fracture_calls"]
     assert calls and {c["level"] for c in calls} <= {v["level"] for v in records}
     for call in calls:
         assert set(call) == {"level", "measured", "detector_score", "detector", "combined", "agree"}
 
 
-def test_the_option_that_skips_the_landmarks_keeps_the_labelmap_and_reads_heights_off_the_outlines(shipped_server):
+def test_the_landmarks_option_keeps_the_labelmap_and_takes_the_heights_from_the_landmarks(shipped_server):
     url, path = shipped_server
     client = MONAILabelClient(url)
     served_file, served = client.infer("spinemorph_levels", image_id(path), {"detector": False})
-    label_file, result = client.infer("spinemorph_levels", image_id(path), {"landmarks": False, "detector": False})
+    label_file, result = client.infer("spinemorph_levels", image_id(path), {"landmarks": True, "detector": False})
     np.testing.assert_array_equal(read_labelmap(label_file)[0], read_labelmap(served_file)[0])
     records = result["morphometry"]["vertebrae"]
-    assert {v["heights_from"] for v in records if v["Ha_mm"] is not None} == {"outline"}
-    assert "landmarks_network_s" not in result["timings"]
+    assert {v["heights_from"] for v in records if v["stage"] == 2 and v["Ha_mm"] is not None
+            and "landmarks_disagree" not in v["flags"]} == {"landmarks"}
+    assert "landmarks_network_s" in result["timings"]
     by_level = {v["level"]: v for v in served["morphometry"]["vertebrae"]}
     moved = [v["level"] for v in records if v["Ha_mm"] is not None and by_level[v["level"]]["Ha_mm"] != v["Ha_mm"]]
-    assert moved  # the heights are the landmarks' by default
+    assert moved  # the heights are the landmarks', not the outlines' of the default
 
 
 def test_the_option_that_skips_stage_2_gives_stage_1s_answer(shipped_server):

@@ -87,17 +87,17 @@ def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
     assert abs((1 - rec.wedge) - truth["reduction_shown"]) <= 0.015, (rec.wedge, truth["reduction_shown"])
 
 
-def test_spinemorph_segment_takes_the_heights_from_the_landmarks_unless_told_not_to(tmp_path):
+def test_spinemorph_segment_takes_the_heights_from_the_landmarks_when_told_to(tmp_path):
     from spinemorph.cli import main as cli
     from spinemorph.io import write_dx
 
     sim = simulate(4_343, 1, SimConfig(size=1024, fov="lumbar", facing="left"))
     write_dx(tmp_path / "dx.dcm", sim.image, sim.spacing_mm, "left")
     said = {}
-    for name, flags in (("default", []), ("outline", ["--no-landmarks"])):
+    for name, flags in (("landmarks", ["--landmarks"]), ("default", [])):
         assert cli(["segment", str(tmp_path / "dx.dcm"), "--out", str(tmp_path / name), "--device", "cpu",
                     "--no-detector", *flags]) == 0
         said[name] = json.loads((tmp_path / name / "dx.morphometry.json").read_text())["vertebrae"]
-    stage2 = [v for v in said["default"] if v["stage"] == 2 and v["Ha_mm"] is not None]
+    stage2 = [v for v in said["landmarks"] if v["stage"] == 2 and v["Ha_mm"] is not None]
     assert {v["heights_from"] for v in stage2 if "landmarks_disagree" not in v["flags"]} == {"landmarks"}
-    assert {v["heights_from"] for v in said["outline"] if v["Ha_mm"] is not None} == {"outline"}
+    assert {v["heights_from"] for v in said["default"] if v["Ha_mm"] is not None} == {"outline"}

@@ -1,7 +1,7 @@
 """Stage 2 at native resolution: every body stage 1 found, cut from the full-resolution film, segmented again in its
-own crop (about 0.2-0.3 mm per pixel) and pasted back into the input's geometry, and its six points placed by a
-landmark network on the same crop, so that heights, VCR and grades are as precise as the film allows. The names load
-on first use (``spinemorph.lazy``)."""
+own crop (about 0.2-0.3 mm per pixel) and pasted back into the input's geometry (and, as an option, its six points
+placed by a landmark network on the same crop), so that heights, VCR and grades are as precise as the film allows.
+The names load on first use (``spinemorph.lazy``)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class SegmentationInfer(InferTask):
                                            "grade against the crop's mirror view (default true; false: stage "
                                            "1's outlines, given no fracture grade)",
                                  "landmarks": "heights from the six-point landmark network on stage 2's crops "
-                                              "(default true; false: from stage 2's outlines)",
+                                              "(default false: from stage 2's outlines)",
                                  "detector": "add the fracture detector's opinion per vertebra (default true)",
                                  "output": "dicom: answer with a zip of the labelmap, a DICOM SEG and a TID 1500 SR "
                                            "(DICOM radiographs)"})
@@ -65,7 +65,7 @@ class SegmentationInfer(InferTask):
         except FileNotFoundError as err:
             raise HTTPException(503, str(err)) from None
         refiner = self.cfg.refiner() if as_bool(request.get("stage2", True)) else None
-        landmarks = self.cfg.landmarks() if refiner and as_bool(request.get("landmarks", True)) else None
+        landmarks = self.cfg.landmarks() if refiner and as_bool(request.get("landmarks", False)) else None
         detector = self.cfg.detector() if as_bool(request.get("detector", True)) else None
         refiner, landmarks, detector = (None if m is None else (m[0].to(device), m[1])
                                         for m in (refiner, landmarks, detector))
