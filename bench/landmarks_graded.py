@@ -1,11 +1,13 @@
-"""Stage 2's heights from its outlines against the heights from the six-point landmarks (models/landmarks.pt, the
-default), through the product's grading: ``spinemorph.inference.analyse`` with and without ``landmarks``.
+"""Stage 2's heights from its outlines (served) against the heights from the six-point landmarks
+(models/landmarks.pt, the ``landmarks`` option), through the product's grading: ``spinemorph.inference.analyse``
+without and with ``landmarks``.
 
-Calibration images only, both ways in the same run: 40 full-size simulations (series 4500 and 4600,
-bench/morphometry_pred.py's scoring), 60 simulations at 512 px (1200) and 24 CT-DRRs (8000), bench/real_anatomy.py's
-scoring. Never the test series.
+Calibration images only, both ways in the same run: 40 full-size simulations (series 4500 and 4600; ``--series
+4700`` the third calibration series; bench/morphometry_pred.py's scoring and the confusion matrix of grades), 60
+simulations at 512 px (1200) and 24 CT-DRRs (8000), bench/real_anatomy.py's scoring (0 skips a set). Never the test
+series.
 
-Usage: .venv/bin/python bench/landmarks_graded.py [--n-full 20] [--n-sim 60] [--n-drr 24]
+Usage: .venv/bin/python bench/landmarks_graded.py [--n-full 20] [--series 4500,4600] [--n-sim 60] [--n-drr 24]
 Writes bench/out/landmarks_graded.json.
 """
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import landmarks as lm  # noqa: E402
 import morphometry_pred as mp  # noqa: E402
+import numpy as np  # noqa: E402
 import real_anatomy as ra  # noqa: E402
 from real_anatomy_sets import drr, sim  # noqa: E402
 
@@ -28,24 +31,29 @@ from spinemorph.evaluation.morphometry import summarise  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
 from spinemorph.inference.analyse import load_landmarks, load_refiner  # noqa: E402
 
-WAYS = {"outline heights": "stage 1 + 2, outline heights", "landmark heights": "stage 1 + 2"}
+WAYS = {"outline heights": "stage 1 + 2", "landmark heights": "stage 1 + 2, landmark heights"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-full", type=int, default=20, help="full-size simulations per series (4500, 4600)")
+    parser.add_argument("--n-full", type=int, default=20, help="full-size simulations per series")
+    parser.add_argument("--series", default="4500,4600", help="full-size calibration series (4500, 4600, 4700)")
     parser.add_argument("--n-sim", type=int, default=60)
     parser.add_argument("--n-drr", type=int, default=24)
     args = parser.parse_args()
     seg, spec = load_model(lm.BUNDLE)
     refiner, landmarks = load_refiner(lm.BUNDLE), load_landmarks(lm.BUNDLE)
-    full = [mp._pair(*lm.case(seed, i)) for seed in (4500, 4600) for i in range(args.n_full)]
-    sets = {"sim": sim(args.n_sim, 1200), "drr": drr(args.n_drr, 8000)}
+    full = [mp._pair(*lm.case(int(seed), i)) for seed in args.series.split(",") for i in range(args.n_full)]
+    sets = {k: v for k, v in (("sim", sim(args.n_sim, 1200) if args.n_sim else []),
+                              ("drr", drr(args.n_drr, 8000) if args.n_drr else [])) if v}
     both = mp.run(full, seg, spec, refiner, None, landmarks)
     out = {}
     for name, method in WAYS.items():
         s = summarise(both[method]["pairs"])
         s["g1_sens_spec98"] = mp.sensitivity_at(both[method]["scores"])[0]
+        grades = np.asarray(both[method]["pairs"].grade, int).reshape(-1, 2)
+        s["confusion_true_by_measured"] = np.histogram2d(grades[:, 0], grades[:, 1], bins=4, range=[[0, 4]] * 2)[
+            0].astype(int).tolist()
         pictures = []
         out[name] = {"full": s, **ra.run_model(lm.BUNDLE, sets, pictures, landmarks=name == "landmark heights")}
         out[name]["landmarks_disagree"] = sum("landmarks_disagree" in r.flags for *_, m in pictures
@@ -55,12 +63,15 @@ def main() -> None:
     print(f"{'figure':34s} " + " ".join(f"{m:>18s}" for m in out))
     for k in keys:
         print(f"{'full-size ' + k:34s} " + " ".join(f"{out[m]['full'].get(k, float('nan')):18.3f}" for m in out))
-    for s in ("sim", "drr"):
+    for m in out:
+        table = out[m]["full"]["confusion_true_by_measured"]
+        print(f"full-size grades, {m} (rows: true 0-3, columns: measured 0-3): {table}")
+    for s in sets:
         print(f"{s + ' false G>=1 per image':34s} " + " ".join(f"{out[m][s]['false_grades_per_image']:18.3f}"
                                                              for m in out))
         print(f"{s + ' G1/G2/G3 found':34s} " + " ".join(
             f"{'/'.join(f'{v[0]:.2f}' for v in out[m][s]['sensitivity_by_grade'].values()):>18s}" for m in out))
-    print(f"{'sim + drr: landmarks_disagree':34s} " + " ".join(f"{out[m]['landmarks_disagree']:18d}" for m in out))
+    print(f"{'sets: landmarks_disagree':34s} " + " ".join(f"{out[m]['landmarks_disagree']:18d}" for m in out))
     path = REPO / "bench" / "out" / "landmarks_graded.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))

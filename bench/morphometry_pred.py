@@ -1,6 +1,7 @@
-"""Heights, VCR and grades from predicted labelmaps against the truth: stage 1 alone, stage 1 + 2 with the heights
-from its outlines, stage 1 + 2 as served (the heights of the bodies stage 2 drew from the six-point landmarks,
-models/landmarks.pt), and that fused with the fracture detector, on the same held-out images.
+"""Heights, VCR and grades from predicted labelmaps against the truth: stage 1 alone, stage 1 + 2 as served (the
+heights off stage 2's outlines), stage 1 + 2 with the heights of the bodies stage 2 drew from the six-point landmarks
+(models/landmarks.pt, the ``landmarks`` option), and stage 1 + 2 fused with the fracture detector, on the same
+held-out images.
 
 Sets (never trained on): simulated full-size radiographs (series seed 4_444: irregular phantom, randomised
 processing, fractures in 40 %) and CT-DRRs with fractures made in the CT (series seed 9_000, fractures in 70 %).
@@ -45,7 +46,7 @@ from spinemorph.inference.analyse import analyse, load_landmarks, load_refiner  
 from spinemorph.inference.fusion import reduction, soft_vote  # noqa: E402
 from spinemorph.io import Radiograph, sagittal_affine  # noqa: E402
 
-METHODS = ("stage 1", "stage 1 + 2, outline heights", "stage 1 + 2", "stage 1 + 2 + detector")
+METHODS = ("stage 1", "stage 1 + 2", "stage 1 + 2, landmark heights", "stage 1 + 2 + detector")
 
 
 def cases(name: str, n: int) -> list[tuple[Radiograph, dict]]:
@@ -85,8 +86,8 @@ def run(pairs, net, spec, refiner, detector, landmarks=None) -> dict:
     for image, truth in pairs:
         truth_by = {v["level"]: v for v in truth["vertebrae"] if "Ha_mm" in v and not v.get("truncated")}
         mine = []
-        for method, ref, marks in (("stage 1", None, None), ("stage 1 + 2, outline heights", refiner, None),
-                                   ("stage 1 + 2", refiner, landmarks)):
+        for method, ref, marks in (("stage 1", None, None), ("stage 1 + 2, landmark heights", refiner, landmarks),
+                                   ("stage 1 + 2", refiner, None)):
             start = time.process_time()
             done = analyse(image, net, spec, refiner=ref, landmarks=marks)
             out[method]["seconds"].append(time.process_time() - start)
@@ -165,8 +166,8 @@ def main() -> None:
                                              "grade1_vertebrae": n1, "cpu_s_per_image":
                                                  float(np.mean(r["seconds"])) if r["seconds"] else None}
     figures["end_to_end_2048_s"] = {m: end_to_end_seconds(net, spec, ref, landmarks=marks) for m, ref, marks in
-                                    (("stage 1", None, None), ("stage 1 + 2, outline heights", refiner, None),
-                                     ("stage 1 + 2", refiner, landmarks))}
+                                    (("stage 1", None, None), ("stage 1 + 2", refiner, None),
+                                     ("stage 1 + 2, landmark heights", refiner, landmarks))}
     print("set | method | height MAE mm (graded) | VCR MAE (graded) | VCR r (graded) | kappa | "
           "G1 sens @ spec 98 % (n) | refused | s/img")
     nan = float("nan")
@@ -189,7 +190,7 @@ def plot(results: dict, path: Path) -> None:
     """Bland-Altman of VCR and the confusion matrix by Genant grade, per set, stage 1 against stage 1 + 2."""
     fig, axes = plt.subplots(len(results), 3, figsize=(13, 4 * len(results)), squeeze=False)
     for row, (name, by) in zip(axes, results.items(), strict=True):
-        for method, colour in (("stage 1", "tab:grey"), ("stage 1 + 2, outline heights", "tab:orange"),
+        for method, colour in (("stage 1", "tab:grey"), ("stage 1 + 2, landmark heights", "tab:orange"),
                                ("stage 1 + 2", "tab:blue")):
             v = np.asarray(by[method]["pairs"].vcr, float).reshape(-1, 2)
             row[0].scatter(v.mean(1), v[:, 1] - v[:, 0], s=6, alpha=0.6, color=colour, label=method)

@@ -19,7 +19,7 @@ detects (it covers T4-L5: a fracture above T4 counts as missed), and it has no f
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
-        [--heights landmarks,outline] [--merge]
+        [--heights outline,landmarks] [--merge]
 Writes bench/out/real_anatomy.json, a table on stdout and bench/out/real_anatomy_grid.png (overlays of the last model).
 """
 
@@ -151,11 +151,11 @@ def _detector_runner(path: Path):
     return detector, None
 
 
-def _runner(path: Path, landmarks: bool = True):
+def _runner(path: Path, landmarks: bool = False):
     """Return (image -> (labels, morphometry), facing model or None) as the server's infer task runs ``path``: a
     segmentation bundle through ``analyse`` (both stages when it has stage 2), a hierarchical one (Pose-net,
     M-net, level set) through ``run_hierarchical`` with the task's defaults, the fracture detector through
-    ``detect``; ``landmarks=False``: stage 2's heights from its outlines, not from models/landmarks.pt."""
+    ``detect``; ``landmarks``: stage 2's heights from models/landmarks.pt, not from its outlines (the option)."""
     if _is_detector(path):
         return _detector_runner(path)
     if (path / "models" / "posenet.pt").is_file():
@@ -171,7 +171,7 @@ def _runner(path: Path, landmarks: bool = True):
         return hierarchical, None
     net, spec = load_model(path)
     facing, refiner = load_facing(path), load_refiner(path)  # what the server runs by default: both stages
-    marks = load_landmarks(path) if landmarks else None  # and the landmarks' heights
+    marks = load_landmarks(path) if landmarks else None  # the landmarks' heights, an option
 
     def segmentation(image):
         done = analyse(image, net, spec, facing_model=facing, refiner=refiner, landmarks=marks)
@@ -180,7 +180,7 @@ def _runner(path: Path, landmarks: bool = True):
     return segmentation, facing
 
 
-def run_model(path: Path, sets: dict[str, list[Case]], pictures: list, landmarks: bool = True) -> dict:
+def run_model(path: Path, sets: dict[str, list[Case]], pictures: list, landmarks: bool = False) -> dict:
     """Return the figures of one model on every set; add (set, case, labels, result) to ``pictures``."""
     run, facing = _runner(path, landmarks)
     out = {}
@@ -248,9 +248,10 @@ def main() -> None:
     parser.add_argument("--sets", default="verse,drr,sim")
     parser.add_argument("--n-drr", type=int, default=24)
     parser.add_argument("--n-sim", type=int, default=60)
-    parser.add_argument("--heights", default="landmarks",
-                        help="landmarks (as served), outline (stage 2's heights off its outlines), or both, "
-                             "comma-separated, in one run; an outline row is named '<model>, outline heights'")
+    parser.add_argument("--heights", default="outline",
+                        help="outline (as served: stage 2's heights off its outlines), landmarks (the landmarks "
+                             "option), or both, comma-separated, in one run; a landmarks row is named '<model>, "
+                             "landmark heights'")
     parser.add_argument("--merge", action="store_true",
                         help="keep the figures already in bench/out/real_anatomy.json that this run does not remake")
     args = parser.parse_args()
@@ -263,7 +264,7 @@ def main() -> None:
     for name, path in models.items():
         for heights in args.heights.split(","):
             pictures: list = []
-            row = name if heights == "landmarks" else f"{name}, outline heights"
+            row = name if heights == "outline" else f"{name}, landmark heights"
             results.setdefault(row, {}).update(run_model(Path(path), sets, pictures, heights == "landmarks"))
     print_table(results)
     saved.write_text(json.dumps(results, indent=1))
