@@ -73,7 +73,7 @@ def test_the_facing_model_answers_a_film_and_its_mirror_alike():
 @pytest.mark.parametrize("heights", ["outline", "landmarks"])
 def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
     """A full-size lumbar film with an L2 wedge of 30 % (as the detector shows it): stage 1 + 2 measure it, with the
-    heights read off stage 2's outline or placed by the landmark network (the default)."""
+    heights read off stage 2's outline (the default) or placed by the landmark network (the option)."""
     sim = simulate(4242, 5, SimConfig(size="full", fov="lumbar", facing="left",
                                       fractures=(Fracture("L2", "wedge", 2, 0.30),)))
     truth = next(v for v in sim.truth["vertebrae"] if v["level"] == "L2")
