@@ -159,25 +159,35 @@ def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, 
         return rec
     if spacing is None:
         rec.flags.append("no_spacing")
-    _set_points(rec, geo.points, facing, scale, spacing, heights=True)
+    _set_points(rec, geo.points, facing, scale, spacing)
+    _set_heights(rec, geo.points, facing, scale, spacing)
     rec.heights_from = "outline"
     return rec
 
 
-def _set_points(rec: VertebraRecord, points: dict, facing: str, scale, spacing, heights: bool = False) -> None:
-    """Set a record's six points (and with ``heights``, its heights) from six points in image order."""
+def _stations(points: dict, facing: str):
+    """Yield (height, station, top, bottom) for Ha, Hm and Hp from six points in image order."""
     sides = _sides(facing)
     for h, station in (("Ha", "anterior"), ("Hm", "middle"), ("Hp", "posterior")):
-        top = np.asarray(points[f"superior_{sides[station]}"], float)
-        bottom = np.asarray(points[f"inferior_{sides[station]}"], float)
+        yield (h, station, np.asarray(points[f"superior_{sides[station]}"], float),
+               np.asarray(points[f"inferior_{sides[station]}"], float))
+
+
+def _set_points(rec: VertebraRecord, points: dict, facing: str, scale, spacing) -> None:
+    """Set a record's six points (px, and mm with a spacing) from six points in image order."""
+    for _, station, top, bottom in _stations(points, facing):
         rec.points[f"superior_{station}"] = [round(float(v), 4) for v in top]
         rec.points[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
-        if heights:
-            setattr(rec, f"{h}_px", float(np.linalg.norm(top - bottom)))
-            if spacing is not None:
-                setattr(rec, f"{h}_mm", float(np.linalg.norm((top - bottom) * scale)))
     if spacing is not None:
         rec.points_mm = {k: [round(v[0] * scale[0], 4), round(v[1] * scale[1], 4)] for k, v in rec.points.items()}
+
+
+def _set_heights(rec: VertebraRecord, points: dict, facing: str, scale, spacing) -> None:
+    """Set a record's heights (px, and mm with a spacing) from six points in image order."""
+    for h, _, top, bottom in _stations(points, facing):
+        setattr(rec, f"{h}_px", float(np.linalg.norm(top - bottom)))
+        if spacing is not None:
+            setattr(rec, f"{h}_mm", float(np.linalg.norm((top - bottom) * scale)))
 
 
 def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[int, dict], facing: str, scale,
@@ -193,9 +203,7 @@ def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[in
         if stray > tolerance * geo.depth_mm:
             rec.flags.append("landmarks_disagree")
             continue
-        kept = dict(rec.points), rec.points_mm
-        _set_points(rec, points, facing, scale, spacing, heights=True)
-        rec.points, rec.points_mm = kept  # the gates judge the outline's points
+        _set_heights(rec, points, facing, scale, spacing)  # the points stay the outline's for the gates
         rec.heights_from = "landmarks"
         placed.append((rec, points))
     return placed
