@@ -51,20 +51,21 @@ from spinemorph.hierarchical.boxes import Box  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
 from spinemorph.inference.analyse import analyse, load_refiner  # noqa: E402
 from spinemorph.inference.model import ModelSpec  # noqa: E402
+from spinemorph.measure import in_image_order  # noqa: E402
 from spinemorph.refine import landmarks as marks  # noqa: E402
 from spinemorph.refine.crops import body_boxes, crop_inputs, normalised  # noqa: E402
 from spinemorph.transforms import Preprocessing  # noqa: E402
 
 BUNDLE = REPO / "sample-apps" / "spinemorph_levels"
-ROWS = ("superior", "inferior")
 SIGMA = 1.5
 HEIGHTS = {"Ha": 0, "Hm": 1, "Hp": 2}  # station index from the anterior wall
 
 
 def image_order(points: dict, facing: str) -> np.ndarray:
-    """Return the truth six points (6, 2) as (row, col) in image order: upper left, middle, right, lower ..."""
-    stations = ("anterior", "middle", "posterior") if facing == "left" else ("posterior", "middle", "anterior")
-    return np.array([points[f"{row}_{s}"] for row in ROWS for s in stations], np.float64)
+    """Return six points named by station (the truth's, a record's) as (6, 2) (row, col) in image order
+    (``marks.POINTS``: upper left, middle, right, lower ...)."""
+    named = in_image_order(points, facing)
+    return np.array([named[k] for k in marks.POINTS], np.float64)
 
 
 def heights(pts: np.ndarray, facing: str, spacing) -> dict[str, float]:
@@ -142,7 +143,7 @@ def flip(x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, tor
 
 
 def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) -> dict:
-    size = x.shape[-1]
+    size, spec = x.shape[-1], spec_like(load_refiner(BUNDLE)[1])
     n_val = max(len(x) // 10, 1)
     xv, yv, xt, yt = x[:n_val].float(), y[:n_val], x[n_val:], y[n_val:]
     net = build()
@@ -170,12 +171,13 @@ def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) ->
                   flush=True)
             if d < best:
                 best = d
-                marks.save_landmarks(net, spec_like(load_refiner(BUNDLE)[1]), out, {"step": step, "val_px": d})
+                marks.save_landmarks(net, spec, out, {"step": step, "val_px": d})
     return {"steps": step, "best_val_px": best, "history": history}
 
 
-def compare(landmark_net, n: int, seeds=(4500, 4600)) -> list[dict]:
-    """Return, per vertebra measured on calibration simulations, truth, shipped and landmark heights (mm)."""
+def compare(landmarks, n: int, seeds=(4500, 4600)) -> list[dict]:
+    """Return, per vertebra measured on calibration simulations, truth, shipped and landmark heights (mm);
+    ``landmarks``: the landmark network and its spec."""
     net, spec = load_model(BUNDLE)
     refiner = load_refiner(BUNDLE)
     rows = []
@@ -185,15 +187,10 @@ def compare(landmark_net, n: int, seeds=(4500, 4600)) -> list[dict]:
             radiograph, truth = _pair(image, labels, truth)
             done = analyse(radiograph, net, spec, refiner=refiner)
             truth_by = {v["level"]: v for v in truth["vertebrae"] if "Ha_mm" in v and not v.get("truncated")}
-            boxes = dict(body_boxes(done.labels))
-            recs = [r for r in done.morphometry.vertebrae
-                    if r.level in truth_by and r.code in boxes and r.Ha_mm is not None]
-            if not recs:
-                continue
-            x = crop_inputs(normalised(image), [boxes[r.code] for r in recs], refiner[1].preprocessing)
-            pts = marks.predict_points(landmark_net, x)
-            for rec, p in zip(recs, pts, strict=True):
-                film = marks.to_film(p, boxes[rec.code], x.shape[-1])
+            recs = [r for r in done.morphometry.vertebrae if r.level in truth_by and r.Ha_mm is not None]
+            placed = marks.find_landmarks(image, done.labels, *landmarks, codes={r.code for r in recs}).points
+            for rec in (r for r in recs if r.code in placed):
+                film = np.stack([placed[rec.code][k] for k in marks.POINTS])
                 t = truth_by[rec.level]
                 rows.append({"image": f"{seed}-{i}", "level": rec.level, "graded": rec.genant_grade is not None,
                              "truth": {k: t[f"{k}_mm"] for k in HEIGHTS},
@@ -225,7 +222,10 @@ def main() -> None:
         x, y = make_crops(1700, args.n_train, size, args.per_body)
         print(f"{len(x)} crops of {size}²")
         summary["training"] = train(x, y, args.minutes, model)
-    rows = compare(marks.load_landmarks(model)[0], args.n_cal)
+    landmarks = marks.load_landmarks(model)
+    if landmarks is None:
+        raise SystemExit(f"No landmark network at {model}: train one (drop --skip-train) or pass --model.")
+    rows = compare(landmarks, args.n_cal)
     graded = [r for r in rows if r["graded"]]
     table = {"graded": {"n": len(graded), "shipped": mae(graded, "shipped"), "landmarks": mae(graded, "landmarks")},
              "all measured": {"n": len(rows), "shipped": mae(rows, "shipped"), "landmarks": mae(rows, "landmarks")}}

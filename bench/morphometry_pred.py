@@ -86,8 +86,9 @@ def run(pairs, net, spec, refiner, detector, landmarks=None) -> dict:
     for image, truth in pairs:
         truth_by = {v["level"]: v for v in truth["vertebrae"] if "Ha_mm" in v and not v.get("truncated")}
         mine = []
-        for method, ref, marks in (("stage 1", None, None), ("stage 1 + 2, landmark heights", refiner, landmarks),
-                                   ("stage 1 + 2", refiner, None)):
+        ways = (("stage 1", None, None), ("stage 1 + 2, landmark heights", refiner, landmarks),
+                ("stage 1 + 2", refiner, None))
+        for method, ref, marks in (w for w in ways if landmarks or "landmark" not in w[0]):  # no landmarks: no row
             start = time.process_time()
             done = analyse(image, net, spec, refiner=ref, landmarks=marks)
             out[method]["seconds"].append(time.process_time() - start)
