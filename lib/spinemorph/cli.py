@@ -132,10 +132,11 @@ def _segment(args: argparse.Namespace) -> None:
     image = read_radiograph(args.image)
     read = time.perf_counter()
     refiner = None if args.stage1_only else load_refiner(args.model, args.device)
-    landmarks = load_landmarks(args.model, args.device) if args.landmarks and not args.stage1_only else None
+    heights = "landmarks" if args.landmarks else args.heights
+    landmarks = None if args.stage1_only or heights == "outline" else load_landmarks(args.model, args.device)
     detector = None if args.no_detector else load_detector_beside(args.model, args.device)
     analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector,
-                       landmarks=landmarks)
+                       landmarks=landmarks, heights=heights if landmarks else "mean")
     result = analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)
@@ -309,9 +310,11 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--stage1-only", action="store_true",
                      help="skip stage 2 (each body redrawn in its full-resolution crop): stage 1's outlines, faster "
                           "and coarser, graded normal or not at all (no fracture grade: coarse_outline)")
-    seg.add_argument("--landmarks", action="store_true",
-                     help="heights from the six-point landmark network on stage 2's crops, not from its outlines "
-                          "(closer heights and VCR, but fewer fracture grades: see the README)")
+    seg.add_argument("--heights", choices=("mean", "landmarks", "outline"), default="mean",
+                     help="where stage 2's heights come from: mean (the default) of the six-point landmark "
+                          "network's points and the outline's, the landmarks alone (fewer fracture grades: see the "
+                          "README), or the outline alone (the landmark network is not run)")
+    seg.add_argument("--landmarks", action="store_true", help="the same as --heights landmarks (0.3.0's flag)")
     seg.add_argument("--no-detector", action="store_true",
                      help="skip the fracture detector's opinion (fracture_calls) per vertebra")
     seg.add_argument("--output", choices=("files", "dicom"), default="files",

@@ -117,7 +117,7 @@ def test_landmarks_give_the_heights_and_the_points_and_the_outline_is_still_judg
     labels = spine()
     outline = measure(labels, (0.5, 0.5), "left").by_level()
     marks = _landmarks_of(labels)
-    result = measure(labels, (0.5, 0.5), "left", landmarks=marks).by_level()
+    result = measure(labels, (0.5, 0.5), "left", landmarks=marks, heights="landmarks").by_level()
     assert {r.heights_from for r in outline.values()} == {"outline"}
     l2 = result["L2"]
     assert l2.heights_from == "landmarks" and l2.Ha_px == pytest.approx(34.0) and l2.Hp_px == pytest.approx(40.0)
@@ -127,8 +127,23 @@ def test_landmarks_give_the_heights_and_the_points_and_the_outline_is_still_judg
     assert l2.points_mm["inferior_anterior"] == pytest.approx((marks[21]["inferior_left"] * 0.5).tolist())
     # 3 px outside the segment, past the gates' 1.5 px: graded all the same, as the gates judge the outline's points
     assert "points_outside" not in l2.flags and l2.genant_grade is not None
-    facing_right = measure(labels, (0.5, 0.5), "right", landmarks=marks).by_level()["L2"]
+    facing_right = measure(labels, (0.5, 0.5), "right", landmarks=marks, heights="landmarks").by_level()["L2"]
     assert facing_right.Hp_px == pytest.approx(34.0)  # the same points, the other side anterior
+
+
+def test_by_default_the_heights_are_those_of_the_mean_of_landmarks_and_outline():
+    labels = spine()
+    outline = measure(labels, (0.5, 0.5), "left").by_level()["L2"]
+    marks = _landmarks_of(labels)
+    l2 = measure(labels, (0.5, 0.5), "left", landmarks=marks).by_level()["L2"]
+    assert l2.heights_from == "mean" and l2.Ha_px == pytest.approx(37.0) and l2.Hp_px == pytest.approx(40.0)
+    assert l2.vcr_percent == pytest.approx(7.5)  # half the landmarks' 15 points
+    assert l2.points["inferior_anterior"] == pytest.approx(  # the points the heights were measured between
+        ((marks[21]["inferior_left"] + np.asarray(outline.points["inferior_anterior"])) / 2).tolist())
+    assert l2.landmarks["inferior_anterior"] == pytest.approx(marks[21]["inferior_left"].tolist())  # the network's
+    assert l2.landmarks["superior_posterior"] == pytest.approx(marks[21]["superior_right"].tolist())
+    with pytest.raises(ValueError, match="heights"):
+        measure(labels, (0.5, 0.5), "left", landmarks=marks, heights="median")
 
 
 def test_landmarks_that_stray_from_the_outline_leave_its_heights_and_no_fracture_grade():
@@ -138,6 +153,7 @@ def test_landmarks_that_stray_from_the_outline_leave_its_heights_and_no_fracture
     assert outline["L2"].genant_grade == 3
     for level, rec in result.items():
         assert rec.heights_from == "outline" and "landmarks_disagree" in rec.flags, level
+        assert rec.landmarks is not None  # reported, so a reader sees what disagreed
         assert rec.Ha_mm == outline[level].Ha_mm and rec.points == outline[level].points
     assert result["L2"].genant_grade is None and "low_confidence" in result["L2"].flags  # two readings disagree
     assert [result[v].genant_grade for v in ("T12", "L1", "L3", "L4")] == [0, 0, 0, 0]  # normal grades stand

@@ -1,7 +1,7 @@
 """The server's refusals in Slicer's Measure, in slicer-core's Python: a segmentation as autoSegment leaves it, with
-what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree, the landmarks that gave
-L4's heights), measured by the Logic, then with one segment edited. Prints the grades and flags, and L4's anterior
-height and its source, by level as JSON (tests/slicer/test_module_files)."""
+what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree, the landmarks whose mean
+with the outline gave L4's heights), measured by the Logic, then with one segment edited. Prints the grades and
+flags, and L4's anterior height and its source, by level as JSON (tests/slicer/test_module_files)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def main() -> int:
                  "flags": ["low_confidence", "views_disagree"] if c == 22 else []} for c in range(20, 25)]
         l4 = measure(labels, (0.5, 0.5), "left").by_level()["L4"].points  # the server's landmarks: L4's
         l4 = {**l4, "inferior_anterior": [l4["inferior_anterior"][0] - 2.0, l4["inferior_anterior"][1]]}  # Ha 2 px less
-        said[3].update(heights_from="landmarks", points=l4)
+        said[3].update(heights_from="mean", landmarks=l4)  # its heights: the mean of these and the outline's
         nodes.keep_outlines(seg, labels, said, "left")
         logic.measure(seg, volume)
         sent = graded(logic)

@@ -96,6 +96,6 @@ def test_measure_keeps_the_servers_refusals_of_its_unedited_outlines():
     assert [sent[v][0] for v in ("L1", "L4", "L5")] == [0, 0, 0]
     assert edited["L3"][0] == 2 and "views_disagree" not in edited["L3"][1]  # edited: the annotator's, graded
     assert edited["L2"][0] is None and "stages_disagree" in edited["L2"][1]  # still the server's outline
-    for seen_ in (sent, edited):  # L4 unedited: its heights the server's landmarks', 2 px under its outline's
-        assert seen_["L4"][3] == "landmarks" and abs(seen_["L4"][2] - (seen_["L5"][2] - 2.0)) < 0.01
+    for seen_ in (sent, edited):  # L4 unedited: the mean of the server's landmarks (Ha 2 px short) and the outline
+        assert seen_["L4"][3] == "mean" and abs(seen_["L4"][2] - (seen_["L5"][2] - 1.0)) < 0.01
     assert edited["L3"][3] == "outline"  # edited: measured as drawn

@@ -109,11 +109,13 @@ def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tup
 def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
             facing_model: FacingModel | None = None, gates: Gates = DEFAULT_GATES, anchor: str | None = None,
             refiner: tuple[nn.Module, ModelSpec] | None = None, detector: tuple | None = None,
-            segmentation: Segmentation | None = None, landmarks: tuple[nn.Module, ModelSpec] | None = None) -> Analysis:
+            segmentation: Segmentation | None = None, landmarks: tuple[nn.Module, ModelSpec] | None = None,
+            heights: str = "mean") -> Analysis:
     """Return the analysis of one radiograph; ``anchor`` names the lowest body of a binary model's output;
     ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone);
-    ``landmarks`` (a landmark network and its spec) places the six points, and so the heights, of the bodies stage 2
-    drew (None, or no stage 2: the heights come from the outlines); ``detector`` (the fracture detector and its spec)
+    ``landmarks`` (a landmark network and its spec) places the six points of the bodies stage 2 drew, and with them
+    their heights: ``heights`` "mean" (of the landmarks and the outline) or "landmarks" (``spinemorph.measure``; None,
+    or no stage 2: the heights come from the outlines); ``detector`` (the fracture detector and its spec)
     adds its opinion on each vertebra and the combined call;
     ``segmentation``: stage 1's answer when it is already made (``segment_passes``), else ``net`` makes it."""
     # One normalisation of the film for every network that reads it (stage 1, stage 2's crops, the detector).
@@ -154,7 +156,8 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     def measured(labels, confidence, stages, agreement, landmarks=None):
         return measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
                        facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
-                       level_naming=naming, gates=gates, stages=stages, agreement=agreement, landmarks=landmarks)
+                       level_naming=naming, gates=gates, stages=stages, agreement=agreement, landmarks=landmarks,
+                       heights=heights)
 
     result = measured(labels, confidence, stages, agreement, placed)  # each view alone below: its own outlines
     timings["morphometry_s"] = time.perf_counter() - start

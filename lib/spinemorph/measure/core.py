@@ -14,7 +14,10 @@ from spinemorph.measure.geometry import initial_axes, locate_all
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
 
-__all__ = ["measure", "measure_radiograph", "in_image_order"]
+__all__ = ["measure", "measure_radiograph", "in_image_order", "LANDMARK_HEIGHTS"]
+
+#: Where ``measure`` takes a body's heights from when a landmark network placed its six points (``heights``).
+LANDMARK_HEIGHTS = ("mean", "landmarks")
 
 log = logging.getLogger(__name__)
 _SIDES = {"anterior": {"left": "left", "right": "right"}, "posterior": {"left": "right", "right": "left"}}
@@ -62,7 +65,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
             confidence: dict[int, float] | None = None, level_naming: dict | None = None,
             gates: Gates = DEFAULT_GATES, stages: dict[int, int] | None = None,
             agreement: dict[int, float] | None = None,
-            landmarks: dict[int, dict[str, object]] | None = None) -> Morphometry:
+            landmarks: dict[int, dict[str, object]] | None = None, heights: str = "mean") -> Morphometry:
     """Return the morphometry of every vertebral body in a 2D labelmap.
 
     Args:
@@ -84,10 +87,15 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         agreement: per level code, the intersection over union of its stage-1 and stage-2 outlines (under
             ``gates.agreement`` it is not graded: ``stages_disagree``).
         landmarks: per level code, six points placed by a landmark network (``spinemorph.refine.landmarks``:
-            ``superior_left`` ... ``inferior_right``, (row, col) px in image order). They give the body's heights and
-            its reported points (``heights_from`` "landmarks"); the gates still judge the outline's own points. A
-            body whose landmarks stray from its outline's stations by more than ``gates.landmark_tolerance`` of its
-            depth keeps its outline's heights and is given no fracture grade (``landmarks_disagree``).
+            ``superior_left`` ... ``inferior_right``, (row, col) px in image order), reported as each record's
+            ``landmarks``. With ``heights``, they give the body's heights and its reported points; the gates still
+            judge the outline's own points. A body whose landmarks stray from its outline's stations by more than
+            ``gates.landmark_tolerance`` of its depth keeps its outline's heights and is given no fracture grade
+            (``landmarks_disagree``).
+        heights: with ``landmarks``, where the heights come from (``heights_from``): "mean", each point the mean of
+            the landmark's and the outline's (the default: on calibration images the heights of either alone are
+            further from the truth, and the landmarks alone grade fractures lower), or "landmarks", the landmarks'
+            own points.
 
     Example::
 
@@ -96,6 +104,8 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     """
     if facing not in (None, "left", "right"):
         raise ValueError(f"facing must be 'left', 'right' or None, not {facing!r}.")
+    if heights not in LANDMARK_HEIGHTS:
+        raise ValueError(f"heights must be one of {LANDMARK_HEIGHTS}, not {heights!r}.")
     arr = checked_labelmap(labels)
     spacing = _checked_spacing(spacing)
     bodies, flags = find_bodies(arr, binary, anchor)
@@ -131,7 +141,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         flags.append("level_uncertain")
     records = [_record(b, g, ok, t, facing, scale, spacing) for b, g, ok, t in zip(bodies, geos, usable, truncated,
                                                                                    strict=True)]
-    placed = _use_landmarks(records, geos, landmarks or {}, facing, scale, spacing, gates.landmark_tolerance)
+    placed = _use_landmarks(records, geos, landmarks or {}, facing, scale, spacing, gates.landmark_tolerance, heights)
     for rec in records:
         rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
         rec.agreement = (agreement or {}).get(rec.code)
@@ -191,22 +201,36 @@ def _set_heights(rec: VertebraRecord, points: dict, facing: str, scale, spacing)
 
 
 def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[int, dict], facing: str, scale,
-                   spacing, tolerance: float) -> list[tuple[VertebraRecord, dict]]:
-    """Give each measured record with landmarks, near its outline's stations, the landmarks' heights; return the
-    records and their landmarks (their points are reported after the gates judged the outline's)."""
+                   spacing, tolerance: float, heights: str) -> list[tuple[VertebraRecord, dict]]:
+    """Report each measured record's landmarks, and give those near their outline's stations the heights of
+    ``heights`` ("mean" of landmark and outline, or the "landmarks"); return the records and the points their heights
+    came from (reported after the gates judged the outline's)."""
     placed = []
     for rec, geo in zip(records, geos, strict=True):
         points = landmarks.get(rec.code)
         if points is None or rec.Ha_px is None:
             continue
-        stray = max(float(np.linalg.norm((np.asarray(points[k], float) - geo.points[k]) * scale)) for k in geo.points)
+        points = {k: np.asarray(points[k], float) for k in geo.points}
+        rec.landmarks = {station: [round(float(v), 4) for v in point]
+                         for station, point in _named(points, facing).items()}
+        stray = max(float(np.linalg.norm((points[k] - geo.points[k]) * scale)) for k in geo.points)
         if stray > tolerance * geo.depth_mm:
             rec.flags.append("landmarks_disagree")
             continue
+        if heights == "mean":
+            points = {k: (points[k] + geo.points[k]) / 2 for k in points}
         _set_heights(rec, points, facing, scale, spacing)  # the points stay the outline's for the gates
-        rec.heights_from = "landmarks"
+        rec.heights_from = heights
         placed.append((rec, points))
     return placed
+
+
+def _named(points: dict, facing: str) -> dict[str, np.ndarray]:
+    """Return six points in image order named by station (``superior_anterior`` ...)."""
+    named = {}
+    for _, station, top, bottom in _stations(points, facing):
+        named[f"superior_{station}"], named[f"inferior_{station}"] = top, bottom
+    return named
 
 
 def measure_radiograph(labels, image, anchor: str | None = None, facing: str | None = None,

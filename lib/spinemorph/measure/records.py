@@ -46,7 +46,8 @@ class VertebraRecord:
     confidence: float | None = None  # the network's mean body probability over the segment, when known
     stage: int | None = None  # which stage drew the outline: 1 (whole film) or 2 (full-resolution crop)
     agreement: float | None = None  # intersection over union of the stage-1 and stage-2 outlines, when stage 2 ran
-    heights_from: str | None = None  # where the heights and points come from: "outline" or "landmarks"
+    heights_from: str | None = None  # where the heights and points come from: "outline", "mean" or "landmarks"
+    landmarks: dict[str, list[float]] | None = None  # the landmark network's own six points (px), when it ran
     flags: list[str] = field(default_factory=list)
 
     def height(self, which: str, unit: str) -> float | None:

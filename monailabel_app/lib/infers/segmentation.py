@@ -18,6 +18,7 @@ from lib.options import as_bool
 from spinemorph.inference.analyse import analyse
 from spinemorph.io import write_labelmap
 from spinemorph.levels import codes_in, level_name
+from spinemorph.measure import LANDMARK_HEIGHTS
 
 __all__ = ["SegmentationInfer"]
 
@@ -36,8 +37,10 @@ class SegmentationInfer(InferTask):
                                  "stage2": "redraw every body in its full-resolution crop and check each fracture "
                                            "grade against the crop's mirror view (default true; false: stage "
                                            "1's outlines, given no fracture grade)",
-                                 "landmarks": "heights from the six-point landmark network on stage 2's crops "
-                                              "(default false: from stage 2's outlines)",
+                                 "heights": "where stage 2's heights come from: mean (default: of the six-point "
+                                            "landmark network's points and the outline's), landmarks, or outline "
+                                            "(the landmark network is not run); landmarks=true|false, as 0.3.0 "
+                                            "took it, means landmarks|outline",
                                  "detector": "add the fracture detector's opinion per vertebra (default true)",
                                  "output": "dicom: answer with a zip of the labelmap, a DICOM SEG and a TID 1500 SR "
                                            "(DICOM radiographs)"})
@@ -65,12 +68,14 @@ class SegmentationInfer(InferTask):
         except FileNotFoundError as err:
             raise HTTPException(503, str(err)) from None
         refiner = self.cfg.refiner() if as_bool(request.get("stage2", True)) else None
-        landmarks = self.cfg.landmarks() if refiner and as_bool(request.get("landmarks", False)) else None
+        heights = _heights(request)
+        landmarks = self.cfg.landmarks() if refiner and heights != "outline" else None
         detector = self.cfg.detector() if as_bool(request.get("detector", True)) else None
         refiner, landmarks, detector = (None if m is None else (m[0].to(device), m[1])
                                         for m in (refiner, landmarks, detector))
         done = analyse(image, net, spec, device, self.cfg.facing_model(), anchor=request.get("anchor"),
-                       refiner=refiner, detector=detector, landmarks=landmarks)
+                       refiner=refiner, detector=detector, landmarks=landmarks,
+                       heights=heights if landmarks else "mean")
         times.update(done.timings)
         result = done.morphometry
         start = time.perf_counter()
@@ -91,6 +96,16 @@ class SegmentationInfer(InferTask):
             **({"fracture_calls": done.fracture_calls} if done.fracture_calls is not None else {}),
             **({"dicom": dicom} if dicom else {}),
         }
+
+
+def _heights(request: dict) -> str:
+    """Return where the request wants stage 2's heights from: "mean", "landmarks" or "outline"."""
+    if "heights" not in request and "landmarks" in request:  # 0.3.0's switch
+        return "landmarks" if as_bool(request["landmarks"]) else "outline"
+    heights = str(request.get("heights", "mean")).lower()
+    if heights not in (*LANDMARK_HEIGHTS, "outline"):
+        raise HTTPException(422, f"heights={heights!r}: ask for mean, landmarks or outline.")
+    return heights
 
 
 def _dicom_zip(labels_file: str, labels, morphometry, source: str) -> tuple[str, dict]:

@@ -45,17 +45,21 @@ def mask_digest(labels: np.ndarray, code: int) -> str:
 def keep_outlines(node, labels: np.ndarray, vertebrae: list[dict], facing: str | None = None) -> None:
     """Record on ``node``, for each level of the server's ``labels`` and its morphometry ``vertebrae`` (measured
     with anterior on the ``facing`` side): the stage that drew it, the overlap of its two stages' outlines, the
-    server's refusals a re-measurement cannot repeat (``SERVER_ONLY``), the six points of its landmark network when
-    they gave the heights, and a digest of its mask."""
-    from spinemorph.measure import in_image_order
+    server's refusals a re-measurement cannot repeat (``SERVER_ONLY``), the six points of its landmark network and
+    how they gave the heights (``heights_from``: mean or landmarks), and a digest of its mask."""
+    from spinemorph.measure import LANDMARK_HEIGHTS, in_image_order
 
     kept = {}
     for v in vertebrae:
         if v.get("code") is not None:
-            placed = v.get("heights_from") == "landmarks" and facing in ("left", "right") and v.get("points")
+            heights = v.get("heights_from")
+            # The network's own points (a 0.3.0 server reported them only as the record's points).
+            points = v.get("landmarks") or (v.get("points") if heights == "landmarks" else None)
+            placed = heights in LANDMARK_HEIGHTS and facing in ("left", "right") and points
             kept[str(v["code"])] = {"stage": v.get("stage"), "agreement": v.get("agreement"),
                                     "withheld": [f for f in v.get("flags", []) if f in SERVER_ONLY],
-                                    "landmarks": in_image_order(v["points"], facing) if placed else None,
+                                    "landmarks": in_image_order(points, facing) if placed else None,
+                                    "heights": heights if placed else None,
                                     "digest": mask_digest(labels, v["code"])}
     node.SetAttribute(ATTR["outlines"], json.dumps(kept))
 
@@ -79,6 +83,10 @@ def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]]
                 "stages": {c: v["stage"] for c, v in outlines.items() if v["stage"]} or None,
                 "agreement": {c: v["agreement"] for c, v in outlines.items() if v["agreement"] is not None} or None,
                 "landmarks": {c: v["landmarks"] for c, v in outlines.items() if v.get("landmarks")} or None}
+    # One film's landmark heights are of one kind; an outline kept before 0.4.0 had the landmarks' own.
+    kinds = {v.get("heights") or "landmarks" for v in outlines.values() if v.get("landmarks")}
+    if kinds:
+        keywords["heights"] = "mean" if "mean" in kinds else "landmarks"
     return keywords, {c: v["withheld"] for c, v in outlines.items() if v["withheld"]}
 
 
