@@ -20,6 +20,9 @@ trains it and compares it with the heights read off stage 2's outline.
       graded vertebrae and over all measured ones.
 
 Usage: .venv/bin/python bench/landmarks.py [--n-train 250] [--per-body 3] [--minutes 35] [--n-cal 20]
+  0.4.0's weights, fine-tuned from 0.3.0's on fracture-heavy crops (a new series, 2500) with a loss on the heights:
+  ... --init sample-apps/spinemorph_levels/models/landmarks.pt --n-train 60 --per-body 1 --n-fracture 150
+      --minutes 25 --lr 3e-4 --height-weight 0.2
 Writes runs/landmarks/landmarks.pt (shipped as sample-apps/spinemorph_levels/models/landmarks.pt: ``spinemorph bundle
 --landmarks``), bench/out/landmarks.json and bench/out/landmarks.png; ``--skip-train --model PATH`` compares PATH.
 """
@@ -82,13 +85,15 @@ def case(seed: int, i: int, fracture_rate: float = 0.4):
     return _randomised(s.image, s.labels, s.truth, seed, i)
 
 
-def make_crops(seed: int, n: int, size: int, per_body: int, jitter: float = 0.08):
-    """Return crops (N, 1, P, P) float16 and their six points in crop pixels (N, 6, 2), from series ``seed`` (half
-    of its films with fractures)."""
+def make_crops(seed: int, n: int, size: int, per_body: int, jitter: float = 0.08, fracture_rate: float = 0.5,
+               per_fracture: int | None = None):
+    """Return crops (N, 1, P, P) float16 and their six points in crop pixels (N, 6, 2), from series ``seed``
+    (``fracture_rate`` of its films with fractures; ``per_fracture`` crops of each fractured body, default
+    ``per_body``)."""
     rng = np.random.default_rng([seed, 17])
     xs, ys = [], []
     for i in range(n):
-        image, labels, truth = case(seed, i, fracture_rate=0.5)
+        image, labels, truth = case(seed, i, fracture_rate=fracture_rate)
         film = normalised(image)
         truth_by = {v["code"]: v for v in truth["vertebrae"] if v.get("points") and not v.get("truncated")}
         edge = near_edge_codes(labels)
@@ -97,7 +102,8 @@ def make_crops(seed: int, n: int, size: int, per_body: int, jitter: float = 0.08
             if code in edge or code not in truth_by:
                 continue
             pts = image_order(truth_by[code]["points"], truth["facing"])
-            for _ in range(per_body):
+            fractured = truth_by[code].get("genant_grade") or truth_by[code].get("deformity", "none") != "none"
+            for _ in range(per_fracture or per_body if fractured else per_body):
                 jb = Box(b.row + rng.normal(0, jitter * b.side), b.col + rng.normal(0, jitter * b.side),
                          b.side * rng.uniform(0.85, 1.2))
                 boxes.append(jb)
@@ -125,7 +131,10 @@ def spec_like(refiner_spec: ModelSpec) -> ModelSpec:
     return ModelSpec(refiner_spec.network, "landmarks", refiner_spec.kwargs, refiner_spec.preprocessing)
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, height_weight: float = 0.0) -> tuple[torch.Tensor,
+                                                                                               torch.Tensor]:
+    """Return (loss, mean point distance in px): cross-entropy against a Gaussian at each truth point, 0.1 × the
+    soft-argmax distance, and ``height_weight`` × the error of the three upper-to-lower vectors (the heights)."""
     b, c, h, w = logits.shape
     logp, pts = marks.soft_argmax(logits)
     r = torch.arange(h, dtype=torch.float32)[None, None, :, None]
@@ -134,7 +143,8 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, t
     g = g.reshape(b, c, -1)
     g = g / g.sum(-1, keepdim=True).clamp_min(1e-12)
     distance = (pts - target).norm(dim=-1)
-    return -(g * logp).sum(-1).mean() + 0.1 * distance.mean(), distance.mean()
+    height = ((pts[:, 3:] - pts[:, :3]) - (target[:, 3:] - target[:, :3])).norm(dim=-1).mean()
+    return -(g * logp).sum(-1).mean() + 0.1 * distance.mean() + height_weight * height, distance.mean()
 
 
 def flip(x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,14 +152,23 @@ def flip(x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, tor
     return x.flip(-1), marks.mirrored(y, size)
 
 
-def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) -> dict:
+def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3, init: Path | None = None,
+          n_val: int | None = None, height_weight: float = 0.0) -> dict:
+    """Train for ``minutes`` from stage 2's weights (or the landmark checkpoint ``init``), validating on the first
+    ``n_val`` crops (a tenth); keep the checkpoint with the least validation distance at ``out``."""
     size, spec = x.shape[-1], spec_like(load_refiner(BUNDLE)[1])
-    n_val = max(len(x) // 10, 1)
+    n_val = n_val or max(len(x) // 10, 1)
     xv, yv, xt, yt = x[:n_val].float(), y[:n_val], x[n_val:], y[n_val:]
-    net = build()
+    net = build() if init is None else marks.load_landmarks(init)[0]
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     rng = torch.Generator().manual_seed(0)
     best, step, history, start = float("inf"), 0, [], time.time()
+    if init is not None:  # the start is a candidate too
+        net.eval()
+        with torch.no_grad():
+            best = float(np.mean([loss_fn(net(xv[i:i + 32]), yv[i:i + 32], height_weight)[1]
+                                  for i in range(0, len(xv), 32)]))
+        marks.save_landmarks(net, spec, out, {"step": 0, "val_px": best})
     while time.time() - start < minutes * 60:
         net.train()
         idx = torch.randint(len(xt), (batch,), generator=rng)
@@ -157,7 +176,7 @@ def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) ->
         if torch.rand((), generator=rng) < 0.5:
             xb, yb = flip(xb, yb, size)
         xb = xb.clamp(0, 1) ** torch.empty(batch, 1, 1, 1).uniform_(0.7, 1.5, generator=rng)
-        loss, _ = loss_fn(net(xb), yb)
+        loss, _ = loss_fn(net(xb), yb, height_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -165,7 +184,8 @@ def train(x, y, minutes: float, out: Path, batch: int = 16, lr: float = 1e-3) ->
         if step % 150 == 0 or time.time() - start >= minutes * 60:
             net.eval()
             with torch.no_grad():
-                d = float(np.mean([loss_fn(net(xv[i:i + 32]), yv[i:i + 32])[1] for i in range(0, len(xv), 32)]))
+                d = float(np.mean([loss_fn(net(xv[i:i + 32]), yv[i:i + 32], height_weight)[1]
+                                   for i in range(0, len(xv), 32)]))
             history.append((step, round(time.time() - start), loss.item(), d))
             print(f"step {step} ({time.time() - start:.0f} s): loss {loss.item():.3f}, val distance {d:.2f} px",
                   flush=True)
@@ -211,6 +231,13 @@ def main() -> None:
     parser.add_argument("--per-body", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=35)
     parser.add_argument("--n-cal", type=int, default=20)
+    parser.add_argument("--init", help="start from this landmark checkpoint (0.4.0: 0.3.0's landmarks.pt)")
+    parser.add_argument("--n-fracture", type=int, default=0,
+                        help="films of --fracture-series (90 %% with fractures, 4 crops of each fractured body), "
+                             "validated on and put before series 1700's")
+    parser.add_argument("--fracture-series", type=int, default=2500)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--height-weight", type=float, default=0.0, help="weight of the heights' vector error")
     parser.add_argument("--model", default=str(REPO / "runs" / "landmarks" / "landmarks.pt"))
     parser.add_argument("--skip-train", action="store_true", help="compare the model at --model")
     args = parser.parse_args()
@@ -220,8 +247,13 @@ def main() -> None:
     summary = {}
     if not args.skip_train:
         x, y = make_crops(1700, args.n_train, size, args.per_body)
+        n_val = None
+        if args.n_fracture:
+            xf, yf = make_crops(args.fracture_series, args.n_fracture, size, 1, fracture_rate=0.9, per_fracture=4)
+            x, y, n_val = torch.cat([xf, x]), torch.cat([yf, y]), len(xf) // 10
         print(f"{len(x)} crops of {size}²")
-        summary["training"] = train(x, y, args.minutes, model)
+        summary["training"] = train(x, y, args.minutes, model, lr=args.lr, init=args.init and Path(args.init),
+                                    n_val=n_val, height_weight=args.height_weight)
     landmarks = marks.load_landmarks(model)
     if landmarks is None:
         raise SystemExit(f"No landmark network at {model}: train one (drop --skip-train) or pass --model.")

@@ -4,8 +4,11 @@ Read from the committed weights (sample-apps/)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import requests
 from monailabel.client import MONAILabelClient
 
 from spinemorph.data.dataset import simulate_studies
@@ -36,28 +39,38 @@ def test_one_call_runs_both_stages_and_reports_both_opinions(shipped_server):
     np.testing.assert_allclose(geometry.affine, image.affine, atol=1e-6)
     records = [v for v in result["morphometry"]["vertebrae"] if v["level"] != "S1"]
     assert any(v["stage"] == 2 for v in records) and all(v["stage"] in (1, 2) for v in records)
-    assert {v["heights_from"] for v in records if v["Ha_mm"] is not None} == {"outline"}  # the default
-    assert result["model_version"].startswith("0.3") and "stage2_network_s" in result["timings"]
-    assert "landmarks_network_s" not in result["timings"]
+    assert {v["heights_from"] for v in records if v["stage"] == 2 and v["Ha_mm"] is not None
+            and "landmarks_disagree" not in v["flags"]} == {"mean"}  # the default: of landmarks and outline
+    assert result["model_version"].startswith("0.4") and "stage2_network_s" in result["timings"]
+    assert "landmarks_network_s" in result["timings"]
     calls = result["fracture_calls"]
     assert calls and {c["level"] for c in calls} <= {v["level"] for v in records}
     for call in calls:
         assert set(call) == {"level", "measured", "detector_score", "detector", "combined", "agree"}
 
 
-def test_the_landmarks_option_keeps_the_labelmap_and_takes_the_heights_from_the_landmarks(shipped_server):
+def test_the_heights_option_keeps_the_labelmap_and_takes_the_heights_from_where_it_is_told(shipped_server):
     url, path = shipped_server
     client = MONAILabelClient(url)
-    served_file, served = client.infer("spinemorph_levels", image_id(path), {"detector": False})
-    label_file, result = client.infer("spinemorph_levels", image_id(path), {"landmarks": True, "detector": False})
-    np.testing.assert_array_equal(read_labelmap(label_file)[0], read_labelmap(served_file)[0])
-    records = result["morphometry"]["vertebrae"]
-    assert {v["heights_from"] for v in records if v["stage"] == 2 and v["Ha_mm"] is not None
-            and "landmarks_disagree" not in v["flags"]} == {"landmarks"}
-    assert "landmarks_network_s" in result["timings"]
-    by_level = {v["level"]: v for v in served["morphometry"]["vertebrae"]}
-    moved = [v["level"] for v in records if v["Ha_mm"] is not None and by_level[v["level"]]["Ha_mm"] != v["Ha_mm"]]
-    assert moved  # the heights are the landmarks', not the outlines' of the default
+    answers = {}
+    for name, params in (("mean", {}), ("landmarks", {"landmarks": True}), ("outline", {"heights": "outline"})):
+        label_file, answers[name] = client.infer("spinemorph_levels", image_id(path), {**params, "detector": False})
+        answers[name]["labels"] = read_labelmap(label_file)[0]
+    np.testing.assert_array_equal(answers["landmarks"]["labels"], answers["mean"]["labels"])
+    np.testing.assert_array_equal(answers["outline"]["labels"], answers["mean"]["labels"])
+    assert "landmarks_network_s" not in answers["outline"]["timings"]  # heights=outline: the network is not run
+    by = {k: {v["level"]: v for v in a["morphometry"]["vertebrae"]} for k, a in answers.items()}
+    mixed = [level for level, v in by["landmarks"].items() if v["heights_from"] == "landmarks"]
+    assert mixed and all(by["mean"][level]["heights_from"] == "mean" for level in mixed)
+    assert all(by["outline"][level]["heights_from"] == "outline" for level in mixed)
+    for level in mixed:  # the mean's heights lie between the outline's and the landmarks'
+        for h in ("Ha_mm", "Hm_mm", "Hp_mm"):
+            low, high = sorted((by["outline"][level][h], by["landmarks"][level][h]))
+            assert low - 0.01 <= by["mean"][level][h] <= high + 0.01, (level, h)
+    assert any(by["outline"][level]["Ha_mm"] != by["landmarks"][level]["Ha_mm"] for level in mixed)
+    bad = requests.post(f"{url}/infer/spinemorph_levels", params={"image": image_id(path)},
+                        files={"params": (None, json.dumps({"heights": "median"}))}, timeout=60)
+    assert bad.status_code == 422 and "mean, landmarks or outline" in bad.text
 
 
 def test_the_option_that_skips_stage_2_gives_stage_1s_answer(shipped_server):

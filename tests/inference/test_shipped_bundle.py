@@ -70,34 +70,39 @@ def test_the_facing_model_answers_a_film_and_its_mirror_alike():
     assert (side, mirrored) == ("left", "right") and sure == pytest.approx(sure_mirrored, abs=1e-6) and sure > 0.9
 
 
-@pytest.mark.parametrize("heights", ["outline", "landmarks"])
+@pytest.mark.parametrize("heights", ["mean", "outline", "landmarks"])
 def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
     """A full-size lumbar film with an L2 wedge of 30 % (as the detector shows it): stage 1 + 2 measure it, with the
-    heights read off stage 2's outline (the default) or placed by the landmark network (the option)."""
+    heights of the mean of the landmark network's and the outline's points (the default), or of either alone."""
     sim = simulate(4242, 5, SimConfig(size="full", fov="lumbar", facing="left",
                                       fractures=(Fracture("L2", "wedge", 2, 0.30),)))
     truth = next(v for v in sim.truth["vertebrae"] if v["level"] == "L2")
     image = Radiograph(sim.image, sim.spacing_mm, "PixelSpacing", "left", sagittal_affine(sim.spacing_mm, "left"),
                        {"format": "dicom"})
     net, spec = load_model(BUNDLE)
-    marks = load_landmarks(BUNDLE) if heights == "landmarks" else None
-    done = analyse(image, net, spec, refiner=load_refiner(BUNDLE), landmarks=marks)
+    marks = load_landmarks(BUNDLE) if heights != "outline" else None
+    done = analyse(image, net, spec, refiner=load_refiner(BUNDLE), landmarks=marks,
+                   heights="mean" if heights == "outline" else heights)
     rec = done.morphometry.by_level()["L2"]
     assert rec.stage == 2 and rec.heights_from == heights and done.labels.shape == sim.image.shape
     assert abs((1 - rec.wedge) - truth["reduction_shown"]) <= 0.015, (rec.wedge, truth["reduction_shown"])
 
 
-def test_spinemorph_segment_takes_the_heights_from_the_landmarks_when_told_to(tmp_path):
+def test_spinemorph_segment_takes_the_heights_from_where_it_is_told_to(tmp_path):
     from spinemorph.cli import main as cli
     from spinemorph.io import write_dx
 
     sim = simulate(4_343, 1, SimConfig(size=1024, fov="lumbar", facing="left"))
     write_dx(tmp_path / "dx.dcm", sim.image, sim.spacing_mm, "left")
     said = {}
-    for name, flags in (("landmarks", ["--landmarks"]), ("default", [])):
+    for name, flags in (("landmarks", ["--landmarks"]), ("default", []), ("outline", ["--heights", "outline"])):
         assert cli(["segment", str(tmp_path / "dx.dcm"), "--out", str(tmp_path / name), "--device", "cpu",
                     "--no-detector", *flags]) == 0
         said[name] = json.loads((tmp_path / name / "dx.morphometry.json").read_text())["vertebrae"]
-    stage2 = [v for v in said["landmarks"] if v["stage"] == 2 and v["Ha_mm"] is not None]
-    assert {v["heights_from"] for v in stage2 if "landmarks_disagree" not in v["flags"]} == {"landmarks"}
-    assert {v["heights_from"] for v in said["default"] if v["Ha_mm"] is not None} == {"outline"}
+    for name in ("landmarks", "default"):
+        stage2 = [v for v in said[name] if v["stage"] == 2 and v["Ha_mm"] is not None]
+        assert {v["heights_from"] for v in stage2 if "landmarks_disagree" not in v["flags"]} == {
+            "mean" if name == "default" else name}
+        assert all(v["landmarks"] for v in stage2)  # the network's own points, whichever heights they gave
+    assert {v["heights_from"] for v in said["outline"] if v["Ha_mm"] is not None} == {"outline"}
+    assert not any(v["landmarks"] for v in said["outline"])  # the network did not run
