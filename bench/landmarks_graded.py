@@ -1,13 +1,13 @@
-"""Stage 2's heights from its outlines (served) against the heights from the six-point landmarks
-(models/landmarks.pt, the ``landmarks`` option), through the product's grading: ``spinemorph.inference.analyse``
-without and with ``landmarks``.
+"""Stage 2's heights three ways, through the product's grading (``spinemorph.inference.analyse``'s ``heights``): from
+the mean of the six-point landmarks' points (models/landmarks.pt) and the outline's (served), from the outlines
+alone, from the landmarks alone.
 
-Calibration images only, both ways in the same run: 40 full-size simulations (series 4500 and 4600; ``--series
-4700`` the third calibration series; bench/morphometry_pred.py's scoring and the confusion matrix of grades), 60
+Calibration images only, all three ways in the same run: 60 full-size simulations (series 4500, 4600 and
+4700; bench/morphometry_pred.py's scoring and the confusion matrix of grades), 60
 simulations at 512 px (1200) and 24 CT-DRRs (8000), bench/real_anatomy.py's scoring (0 skips a set). Never the test
 series.
 
-Usage: .venv/bin/python bench/landmarks_graded.py [--n-full 20] [--series 4500,4600] [--n-sim 60] [--n-drr 24]
+Usage: .venv/bin/python bench/landmarks_graded.py [--n-full 20] [--series 4500,4600,4700] [--n-sim 60] [--n-drr 24]
 Writes bench/out/landmarks_graded.json.
 """
 
@@ -31,13 +31,15 @@ from spinemorph.evaluation.morphometry import summarise  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
 from spinemorph.inference.analyse import load_landmarks, load_refiner  # noqa: E402
 
-WAYS = {"outline heights": "stage 1 + 2", "landmark heights": "stage 1 + 2, landmark heights"}
+#: name: (bench/morphometry_pred.py's method, the ``heights`` option)
+WAYS = {"mean (served)": ("stage 1 + 2", "mean"), "outline heights": ("stage 1 + 2, outline heights", "outline"),
+        "landmark heights": ("stage 1 + 2, landmark heights", "landmarks")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-full", type=int, default=20, help="full-size simulations per series")
-    parser.add_argument("--series", default="4500,4600", help="full-size calibration series (4500, 4600, 4700)")
+    parser.add_argument("--series", default="4500,4600,4700", help="full-size calibration series")
     parser.add_argument("--n-sim", type=int, default=60)
     parser.add_argument("--n-drr", type=int, default=24)
     args = parser.parse_args()
@@ -48,14 +50,14 @@ def main() -> None:
                               ("drr", drr(args.n_drr, 8000) if args.n_drr else [])) if v}
     both = mp.run(full, seg, spec, refiner, None, landmarks)
     out = {}
-    for name, method in WAYS.items():
+    for name, (method, heights) in WAYS.items():
         s = summarise(both[method]["pairs"])
         s["g1_sens_spec98"] = mp.sensitivity_at(both[method]["scores"])[0]
         grades = np.asarray(both[method]["pairs"].grade, int).reshape(-1, 2)
         s["confusion_true_by_measured"] = np.histogram2d(grades[:, 0], grades[:, 1], bins=4, range=[[0, 4]] * 2)[
             0].astype(int).tolist()
         pictures = []
-        out[name] = {"full": s, **ra.run_model(lm.BUNDLE, sets, pictures, landmarks=name == "landmark heights")}
+        out[name] = {"full": s, **ra.run_model(lm.BUNDLE, sets, pictures, heights)}
         out[name]["landmarks_disagree"] = sum("landmarks_disagree" in r.flags for *_, m in pictures
                                               for r in m.vertebrae)
     keys = ("height_mae_graded_mm", "height_mae_mm", "vcr_mae_graded_points", "vcr_r_graded", "vcr_mae_points",

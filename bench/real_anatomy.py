@@ -19,7 +19,7 @@ detects (it covers T4-L5: a fracture above T4 counts as missed), and it has no f
 
 Usage:
     .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
-        [--heights outline,landmarks] [--merge]
+        [--heights mean,outline,landmarks] [--merge]
 Writes bench/out/real_anatomy.json, a table on stdout and bench/out/real_anatomy_grid.png (overlays of the last model).
 """
 
@@ -151,11 +151,12 @@ def _detector_runner(path: Path):
     return detector, None
 
 
-def _runner(path: Path, landmarks: bool = False):
+def _runner(path: Path, heights: str = "mean"):
     """Return (image -> (labels, morphometry), facing model or None) as the server's infer task runs ``path``: a
     segmentation bundle through ``analyse`` (both stages when it has stage 2), a hierarchical one (Pose-net,
     M-net, level set) through ``run_hierarchical`` with the task's defaults, the fracture detector through
-    ``detect``; ``landmarks``: stage 2's heights from models/landmarks.pt, not from its outlines (the option)."""
+    ``detect``; ``heights``: where stage 2's heights come from, as the infer task's option (mean of
+    models/landmarks.pt's points and the outline's, as served; landmarks; outline)."""
     if _is_detector(path):
         return _detector_runner(path)
     if (path / "models" / "posenet.pt").is_file():
@@ -171,18 +172,19 @@ def _runner(path: Path, landmarks: bool = False):
         return hierarchical, None
     net, spec = load_model(path)
     facing, refiner = load_facing(path), load_refiner(path)  # what the server runs by default: both stages
-    marks = load_landmarks(path) if landmarks else None  # the landmarks' heights, an option
+    marks = load_landmarks(path) if heights != "outline" else None
 
     def segmentation(image):
-        done = analyse(image, net, spec, facing_model=facing, refiner=refiner, landmarks=marks)
+        done = analyse(image, net, spec, facing_model=facing, refiner=refiner, landmarks=marks,
+                       heights="mean" if heights == "outline" else heights)
         return done.labels, done.morphometry
 
     return segmentation, facing
 
 
-def run_model(path: Path, sets: dict[str, list[Case]], pictures: list, landmarks: bool = False) -> dict:
+def run_model(path: Path, sets: dict[str, list[Case]], pictures: list, heights: str = "mean") -> dict:
     """Return the figures of one model on every set; add (set, case, labels, result) to ``pictures``."""
-    run, facing = _runner(path, landmarks)
+    run, facing = _runner(path, heights)
     out = {}
     for name, cases in sets.items():
         rows, mirrored = [], []
@@ -248,10 +250,10 @@ def main() -> None:
     parser.add_argument("--sets", default="verse,drr,sim")
     parser.add_argument("--n-drr", type=int, default=24)
     parser.add_argument("--n-sim", type=int, default=60)
-    parser.add_argument("--heights", default="outline",
-                        help="outline (as served: stage 2's heights off its outlines), landmarks (the landmarks "
-                             "option), or both, comma-separated, in one run; a landmarks row is named '<model>, "
-                             "landmark heights'")
+    parser.add_argument("--heights", default="mean",
+                        help="mean (as served: stage 2's heights from the mean of the landmarks' and the outline's "
+                             "points), outline, landmarks, or several, comma-separated, in one run; rows other than "
+                             "mean are named '<model>, outline heights' and '<model>, landmark heights'")
     parser.add_argument("--merge", action="store_true",
                         help="keep the figures already in bench/out/real_anatomy.json that this run does not remake")
     args = parser.parse_args()
@@ -264,8 +266,8 @@ def main() -> None:
     for name, path in models.items():
         for heights in args.heights.split(","):
             pictures: list = []
-            row = name if heights == "outline" else f"{name}, landmark heights"
-            results.setdefault(row, {}).update(run_model(Path(path), sets, pictures, heights == "landmarks"))
+            row = name if heights == "mean" else f"{name}, {heights.removesuffix('s')} heights"
+            results.setdefault(row, {}).update(run_model(Path(path), sets, pictures, heights))
     print_table(results)
     saved.write_text(json.dumps(results, indent=1))
     grid(pictures, OUT / "real_anatomy_grid.png")
