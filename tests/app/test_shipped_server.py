@@ -1,5 +1,5 @@
-"""The shipped default bundle in a real server: both stages in one infer call, an option that skips stage 2, one
-that takes the heights from the landmark network, and the fracture detector's opinion beside the measured grade.
+"""The shipped default bundle in a real server: both stages in one infer call, an option that skips stage 2, the
+heights option (mean, landmarks, outline), and the fracture detector's opinion beside the measured grade.
 Read from the committed weights (sample-apps/)."""
 
 from __future__ import annotations
