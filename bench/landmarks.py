@@ -21,8 +21,8 @@ trains it and compares it with the heights read off stage 2's outline.
 
 Usage: .venv/bin/python bench/landmarks.py [--n-train 250] [--per-body 3] [--minutes 35] [--n-cal 20]
   0.4.0's weights, fine-tuned from 0.3.0's on fracture-heavy crops (a new series, 2500) with a loss on the heights:
-  ... --init sample-apps/spinemorph_levels/models/landmarks.pt --n-train 60 --per-body 1 --n-fracture 150
-      --minutes 25 --lr 3e-4 --height-weight 0.2
+  ... --init runs/landmarks-0.3.0/landmarks.pt --n-train 60 --per-body 1 --n-fracture 150 --minutes 25 --lr 3e-4
+      --height-weight 0.2   (0.3.0's weights: git show 4a33728:sample-apps/spinemorph_levels/models/landmarks.pt)
 Writes runs/landmarks/landmarks.pt (shipped as sample-apps/spinemorph_levels/models/landmarks.pt: ``spinemorph bundle
 --landmarks``), bench/out/landmarks.json and bench/out/landmarks.png; ``--skip-train --model PATH`` compares PATH.
 """
