@@ -175,8 +175,7 @@ def _runner(path: Path, heights: str = "mean"):
     marks = load_landmarks(path) if heights != "outline" else None
 
     def segmentation(image):
-        done = analyse(image, net, spec, facing_model=facing, refiner=refiner, landmarks=marks,
-                       heights="mean" if heights == "outline" else heights)
+        done = analyse(image, net, spec, facing_model=facing, refiner=refiner, landmarks=marks, heights=heights)
         return done.labels, done.morphometry
 
     return segmentation, facing

@@ -136,7 +136,7 @@ def _segment(args: argparse.Namespace) -> None:
     landmarks = None if args.stage1_only or heights == "outline" else load_landmarks(args.model, args.device)
     detector = None if args.no_detector else load_detector_beside(args.model, args.device)
     analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector,
-                       landmarks=landmarks, heights=heights if landmarks else "mean")
+                       landmarks=landmarks, heights=heights)
     result = analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)

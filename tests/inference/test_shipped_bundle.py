@@ -80,9 +80,7 @@ def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
     image = Radiograph(sim.image, sim.spacing_mm, "PixelSpacing", "left", sagittal_affine(sim.spacing_mm, "left"),
                        {"format": "dicom"})
     net, spec = load_model(BUNDLE)
-    marks = load_landmarks(BUNDLE) if heights != "outline" else None
-    done = analyse(image, net, spec, refiner=load_refiner(BUNDLE), landmarks=marks,
-                   heights="mean" if heights == "outline" else heights)
+    done = analyse(image, net, spec, refiner=load_refiner(BUNDLE), landmarks=load_landmarks(BUNDLE), heights=heights)
     rec = done.morphometry.by_level()["L2"]
     assert rec.stage == 2 and rec.heights_from == heights and done.labels.shape == sim.image.shape
     assert abs((1 - rec.wedge) - truth["reduction_shown"]) <= 0.015, (rec.wedge, truth["reduction_shown"])

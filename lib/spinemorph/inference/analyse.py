@@ -21,14 +21,17 @@ from spinemorph.inference.model import ModelSpec
 from spinemorph.inference.segment import Segmentation, segment_passes
 from spinemorph.io import Radiograph
 from spinemorph.levels import codes_in
-from spinemorph.measure import Morphometry, measure
+from spinemorph.measure import LANDMARK_HEIGHTS, Morphometry, measure
 from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_views
 from spinemorph.refine.crops import normalised
 from spinemorph.refine.stage import refine
 from spinemorph.transforms import preprocess
 
-__all__ = ["Analysis", "analyse", "facing_of", "load_facing", "load_refiner", "load_landmarks", "load_detector_beside",
-           "FACING_FILE"]
+__all__ = ["Analysis", "analyse", "HEIGHTS", "facing_of", "load_facing", "load_refiner", "load_landmarks",
+           "load_detector_beside", "FACING_FILE"]
+
+#: Where ``analyse`` takes stage 2's heights from (the server's ``heights``, ``spinemorph segment --heights``).
+HEIGHTS = (*LANDMARK_HEIGHTS, "outline")
 
 #: A facing model: pixels -> (facing "left"/"right", confidence in [0.5, 1]).
 FacingModel = Callable[..., tuple[str, float]]
@@ -114,12 +117,16 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     """Return the analysis of one radiograph; ``anchor`` names the lowest body of a binary model's output;
     ``refiner`` (a stage-2 network and its spec) redraws every body at native resolution (None: stage 1 alone);
     ``landmarks`` (a landmark network and its spec) places the six points of the bodies stage 2 drew, and with them
-    their heights: ``heights`` "mean" (of the landmarks and the outline) or "landmarks" (``spinemorph.measure``; None,
-    or no stage 2: the heights come from the outlines); ``detector`` (the fracture detector and its spec)
+    their heights: ``heights`` (``HEIGHTS``) "mean" (of the landmarks and the outline) or "landmarks"
+    (``spinemorph.measure``); "outline", no ``landmarks`` or no stage 2: the heights come from the outlines and the
+    network is not run; ``detector`` (the fracture detector and its spec)
     adds its opinion on each vertebra and the combined call;
     ``segmentation``: stage 1's answer when it is already made (``segment_passes``), else ``net`` makes it."""
+    if heights not in HEIGHTS:
+        raise ValueError(f"heights must be one of {HEIGHTS}, not {heights!r}.")
     # One normalisation of the film for every network that reads it (stage 1, stage 2's crops, the detector).
     refiner = refiner if spec.head != "binary" else None
+    landmarks = landmarks if heights != "outline" else None
     start = time.perf_counter()
     film = normalised(image.pixels) if segmentation is None or refiner or detector else None
     normalise_s = time.perf_counter() - start
@@ -157,7 +164,7 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
         return measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
                        facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
                        level_naming=naming, gates=gates, stages=stages, agreement=agreement, landmarks=landmarks,
-                       heights=heights)
+                       heights="mean" if heights == "outline" else heights)
 
     result = measured(labels, confidence, stages, agreement, placed)  # each view alone below: its own outlines
     timings["morphometry_s"] = time.perf_counter() - start

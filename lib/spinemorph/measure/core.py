@@ -185,9 +185,7 @@ def _stations(points: dict, facing: str):
 
 def _set_points(rec: VertebraRecord, points: dict, facing: str, scale, spacing) -> None:
     """Set a record's six points (px, and mm with a spacing) from six points in image order."""
-    for _, station, top, bottom in _stations(points, facing):
-        rec.points[f"superior_{station}"] = [round(float(v), 4) for v in top]
-        rec.points[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
+    rec.points.update(_named(points, facing))
     if spacing is not None:
         rec.points_mm = {k: [round(v[0] * scale[0], 4), round(v[1] * scale[1], 4)] for k, v in rec.points.items()}
 
@@ -211,8 +209,7 @@ def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[in
         if points is None or rec.Ha_px is None:
             continue
         points = {k: np.asarray(points[k], float) for k in geo.points}
-        rec.landmarks = {station: [round(float(v), 4) for v in point]
-                         for station, point in _named(points, facing).items()}
+        rec.landmarks = _named(points, facing)
         stray = max(float(np.linalg.norm((points[k] - geo.points[k]) * scale)) for k in geo.points)
         if stray > tolerance * geo.depth_mm:
             rec.flags.append("landmarks_disagree")
@@ -225,11 +222,13 @@ def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[in
     return placed
 
 
-def _named(points: dict, facing: str) -> dict[str, np.ndarray]:
-    """Return six points in image order named by station (``superior_anterior`` ...)."""
+def _named(points: dict, facing: str) -> dict[str, list[float]]:
+    """Return six points in image order named by station (``superior_anterior`` ...), (row, col) px rounded as a
+    record reports them."""
     named = {}
     for _, station, top, bottom in _stations(points, facing):
-        named[f"superior_{station}"], named[f"inferior_{station}"] = top, bottom
+        named[f"superior_{station}"] = [round(float(v), 4) for v in top]
+        named[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
     return named
 
 

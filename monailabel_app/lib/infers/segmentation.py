@@ -15,10 +15,9 @@ from lib.configs.segmentation import SegmentationConfig
 from lib.datastore import checked_radiograph
 from lib.infers.results import result_file
 from lib.options import as_bool
-from spinemorph.inference.analyse import analyse
+from spinemorph.inference.analyse import HEIGHTS, analyse
 from spinemorph.io import write_labelmap
 from spinemorph.levels import codes_in, level_name
-from spinemorph.measure import LANDMARK_HEIGHTS
 
 __all__ = ["SegmentationInfer"]
 
@@ -74,8 +73,7 @@ class SegmentationInfer(InferTask):
         refiner, landmarks, detector = (None if m is None else (m[0].to(device), m[1])
                                         for m in (refiner, landmarks, detector))
         done = analyse(image, net, spec, device, self.cfg.facing_model(), anchor=request.get("anchor"),
-                       refiner=refiner, detector=detector, landmarks=landmarks,
-                       heights=heights if landmarks else "mean")
+                       refiner=refiner, detector=detector, landmarks=landmarks, heights=heights)
         times.update(done.timings)
         result = done.morphometry
         start = time.perf_counter()
@@ -103,7 +101,7 @@ def _heights(request: dict) -> str:
     if "heights" not in request and "landmarks" in request:  # 0.3.0's switch
         return "landmarks" if as_bool(request["landmarks"]) else "outline"
     heights = str(request.get("heights", "mean")).lower()
-    if heights not in (*LANDMARK_HEIGHTS, "outline"):
+    if heights not in HEIGHTS:
         raise HTTPException(422, f"heights={heights!r}: ask for mean, landmarks or outline.")
     return heights
 
