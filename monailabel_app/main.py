@@ -7,7 +7,8 @@ monailabel_app/model), ``sample_apps`` (the bundles' folder), ``<model>_weights`
 weights), ``epistemic_passes`` (MC-dropout passes, default 8), ``modalities`` (DICOMweb, default CR,DX,RG,DR),
 ``allow_delete`` (default false: the API never deletes a radiograph, label or model; when true, deleted images and
 labels go to the studies' .spinemorph/trash), ``infer_concurrency`` (infers run at once, default 2),
-``morphometry_passes`` (MC-dropout passes of the morphometry uncertainty, default 4).
+``morphometry_passes`` (MC-dropout passes of the morphometry uncertainty, default 4), ``runtime`` (where the infer
+tasks run their networks on a CPU: torch, the default, or openvino, sooner; spinemorph.inference.runtime).
 
 In server mode every API route is guarded (lib/guard.py): ids stay ids, JSON is checked, unknown names get a 404.
 """
@@ -84,7 +85,7 @@ class SpineMorphApp(MONAILabelApp):
             network, head, bundle = CONFIGS[name]
             initial = conf.get(f"{name}_weights") or (bundles / bundle if bundle else None)
             self.configs[name] = SegmentationConfig(name, network, head, model_dir / name / "model.pt",
-                                                    Path(initial) if initial else None)
+                                                    Path(initial) if initial else None, conf.get("runtime", "torch"))
         self.passes = int(conf.get("epistemic_passes", 8))
         self.allow_delete = as_bool(conf.get("allow_delete", False))
         self.infer_concurrency = int(conf.get("infer_concurrency", 2))

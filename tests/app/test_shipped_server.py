@@ -5,6 +5,7 @@ Read from the committed weights (sample-apps/)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -85,3 +86,28 @@ def test_the_option_that_skips_stage_2_gives_stage_1s_answer(shipped_server):
     image = read_radiograph(path)
     net, spec = load_model(BUNDLE)
     np.testing.assert_array_equal(analyse(image, net, spec).labels, segment(image.pixels, net, spec).labels)
+
+
+def test_a_server_told_to_run_on_openvino_answers_as_the_torch_server_does(shipped_server, tmp_path):
+    """``--conf runtime openvino``: the same image, the same labelmap but for a few edge pixels, every height within
+    0.5 mm, and the reply says where the networks ran."""
+    pytest.importorskip("openvino", reason="runtime=openvino needs spinemorph[openvino] (make setup installs it)")
+    url, path = shipped_server
+    label_file, want = MONAILabelClient(url).infer("spinemorph_levels", image_id(path), {"detector": False})
+    studies = tmp_path / "studies"  # a folder of its own: two servers never share a datastore
+    studies.mkdir()
+    shutil.copy(path, studies / path.name)
+    conf = {"models": "spinemorph_levels", "model_dir": tmp_path / "published", "runtime": "openvino"}
+    cache = {"SPINEMORPH_CACHE": str(tmp_path / "cache")}
+    with running_server(studies, conf, tmp_path / "server.log", env=cache) as fast:
+        got_file, got = MONAILabelClient(fast).infer("spinemorph_levels", image_id(path), {"detector": False})
+    assert want["runtime"] == "torch" and got["runtime"] == "openvino"
+    mine, theirs = read_labelmap(got_file)[0], read_labelmap(label_file)[0]
+    assert mine.shape == theirs.shape and np.sum(mine != theirs) <= 1e-3 * np.sum(theirs > 0)
+    assert list((tmp_path / "cache").rglob("*.xml"))  # the converted networks, kept where the server was told
+    by = {v["level"]: v for v in want["morphometry"]["vertebrae"]}
+    for v in got["morphometry"]["vertebrae"]:
+        assert v["stage"] == by[v["level"]]["stage"], v["level"]
+        for h in ("Ha_mm", "Hm_mm", "Hp_mm"):
+            if v[h] is not None:
+                assert abs(v[h] - by[v["level"]][h]) < 0.5, (v["level"], h)

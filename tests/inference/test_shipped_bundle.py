@@ -70,19 +70,24 @@ def test_the_facing_model_answers_a_film_and_its_mirror_alike():
     assert (side, mirrored) == ("left", "right") and sure == pytest.approx(sure_mirrored, abs=1e-6) and sure > 0.9
 
 
+def wedge_film() -> tuple[Radiograph, dict]:
+    """Return a full-size lumbar DICOM-like film with an L2 wedge of 30 % (facing left), and L2's truth."""
+    sim = simulate(4242, 5, SimConfig(size="full", fov="lumbar", facing="left",
+                                      fractures=(Fracture("L2", "wedge", 2, 0.30),)))
+    truth = next(v for v in sim.truth["vertebrae"] if v["level"] == "L2")
+    return Radiograph(sim.image, sim.spacing_mm, "PixelSpacing", "left", sagittal_affine(sim.spacing_mm, "left"),
+                      {"format": "dicom"}), truth
+
+
 @pytest.mark.parametrize("heights", ["mean", "outline", "landmarks"])
 def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
     """A full-size lumbar film with an L2 wedge of 30 % (as the detector shows it): stage 1 + 2 measure it, with the
     heights of the mean of the landmark network's and the outline's points (the default), or of either alone."""
-    sim = simulate(4242, 5, SimConfig(size="full", fov="lumbar", facing="left",
-                                      fractures=(Fracture("L2", "wedge", 2, 0.30),)))
-    truth = next(v for v in sim.truth["vertebrae"] if v["level"] == "L2")
-    image = Radiograph(sim.image, sim.spacing_mm, "PixelSpacing", "left", sagittal_affine(sim.spacing_mm, "left"),
-                       {"format": "dicom"})
+    image, truth = wedge_film()
     net, spec = load_model(BUNDLE)
     done = analyse(image, net, spec, refiner=load_refiner(BUNDLE), landmarks=load_landmarks(BUNDLE), heights=heights)
     rec = done.morphometry.by_level()["L2"]
-    assert rec.stage == 2 and rec.heights_from == heights and done.labels.shape == sim.image.shape
+    assert rec.stage == 2 and rec.heights_from == heights and done.labels.shape == image.shape
     assert abs((1 - rec.wedge) - truth["reduction_shown"]) <= 0.015, (rec.wedge, truth["reduction_shown"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from spinemorph.inference import load_model
 from spinemorph.inference.analyse import load_detector_beside, load_facing, load_landmarks, load_refiner
 from spinemorph.inference.identity import weights_identity
 from spinemorph.inference.model import load_spec
+from spinemorph.inference.runtime import RUNTIMES, compiled
 from spinemorph.levels import level_name
 from spinemorph.networks import head_classes
 
@@ -26,7 +28,8 @@ class SegmentationConfig:
     """A served model.
 
     ``published`` is where training writes and inference reads first; ``initial`` is the shipped bundle (or
-    weights given with ``--conf <name>_weights PATH``), used until training publishes.
+    weights given with ``--conf <name>_weights PATH``), used until training publishes; ``runtime``: where the infer
+    task runs its networks on a CPU (``--conf runtime openvino``; ``spinemorph.inference.runtime``).
     """
 
     name: str
@@ -34,9 +37,16 @@ class SegmentationConfig:
     head: str
     published: Path
     initial: Path | None
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
+        if self.runtime == "openvino" and importlib.util.find_spec("openvino") is None:
+            raise RuntimeError("--conf runtime openvino needs the openvino package: pip install "
+                               "'spinemorph[openvino]' (`make setup` installs it), or leave the runtime at torch.")
         self._lock = threading.Lock()
+        self._compiled: dict[str, tuple[object, object]] = {}  # kind -> (the torch network, its compiled twin)
         self._cache: tuple[float, str, object, object] | None = None
         self._companions: dict[str, object] = {}  # the facing model and the stage-2 network, loaded once
         weights = self.weights()
@@ -98,6 +108,18 @@ class SegmentationConfig:
                 log.info("Loaded %s from %s on %s", self.name, path, device)
                 self._cache = (stamp, f"{path}:{device}", net, spec)
             return self._cache[2], self._cache[3]
+
+    def compiled(self, kind: str, net, size: int, device: str):
+        """Return ``net`` (the ``kind`` network: "model", "refiner", "landmarks") as the infer task runs it on
+        ``device`` with this config's runtime; compiled once per network (a newly published model is compiled
+        anew). The torch network itself stays for what samples it (active learning's MC dropout)."""
+        if self.runtime == "torch" or device != "cpu":
+            return net
+        with self._lock:
+            if self._compiled.get(kind, (None,))[0] is not net:
+                self._compiled[kind] = (net, compiled(net, size, self.runtime, device))
+                log.info("Compiled %s's %s network for %s", self.name, kind, self.runtime)
+            return self._compiled[kind][1]
 
     @staticmethod
     def device(requested: str | None = None) -> str:

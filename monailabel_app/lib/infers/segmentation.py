@@ -72,6 +72,10 @@ class SegmentationInfer(InferTask):
         detector = self.cfg.detector() if as_bool(request.get("detector", True)) else None
         refiner, landmarks, detector = (None if m is None else (m[0].to(device), m[1])
                                         for m in (refiner, landmarks, detector))
+        net = self.cfg.compiled("model", net, spec.preprocessing.size, device)  # as the runtime runs them
+        refiner, landmarks = (None if m is None else (self.cfg.compiled(kind, m[0], m[1].preprocessing.size, device),
+                                                      m[1]) for kind, m in (("refiner", refiner),
+                                                                            ("landmarks", landmarks)))
         done = analyse(image, net, spec, device, self.cfg.facing_model(), anchor=request.get("anchor"),
                        refiner=refiner, detector=detector, landmarks=landmarks, heights=heights)
         times.update(done.timings)
@@ -90,7 +94,8 @@ class SegmentationInfer(InferTask):
             "model": self.cfg.name, "label_names": levels, "morphometry": result.to_dict(),
             "timings": {k: round(v, 4) for k, v in times.items()},
             "spacing_mm": image.spacing_mm, "spacing_source": image.spacing_source, "facing": result.facing,
-            "shape": list(image.shape), "device": device, **self.cfg.identity(),
+            "shape": list(image.shape), "device": device, "runtime": self.cfg.runtime if device == "cpu" else "torch",
+            **self.cfg.identity(),
             **({"fracture_calls": done.fracture_calls} if done.fracture_calls is not None else {}),
             **({"dicom": dicom} if dicom else {}),
         }
