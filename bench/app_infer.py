@@ -1,9 +1,11 @@
 """Infer round trip through the server for a 2048² DX on CPU, against a stock MONAI Label BasicInferTask UNet app.
 
 Usage: .venv/bin/python bench/app_infer.py [--n 8] [--size 2048] [--bundle sample-apps/spinemorph_levels]
+                                          [--runtimes torch,openvino]
 
 Both apps are real `monailabel start_server` processes on this machine, serving the same simulated DICOM DX,
-asked through monailabel's client, one request at a time, in the same run (alternating). SpineMorph's answer is
+asked through monailabel's client, one request at a time, in the same run (alternating); SpineMorph once per
+runtime (``--conf runtime``: its networks on torch, and on OpenVINO where it is installed). SpineMorph's answer is
 split into load, preprocess, network, postprocess, stage 2, landmarks, morphometry and write (from the result
 JSON), plus HTTP and client overhead. The stock app follows MONAI Label's radiology sample for a 2D image:
 ITKReader, intensity scaling, a resize to the network's 256² input, MONAI's UNet, softmax, argmax, a resize back and
@@ -13,6 +15,8 @@ MONAI Label's writer. Prints a table and the ratio, and writes bench/out/app_inf
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -98,7 +102,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--bundle", default=str(REPO / "sample-apps" / "spinemorph_levels"))
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
+    parser.add_argument("--runtimes", default="torch,openvino" if importlib.util.find_spec("openvino") else "torch",
+                        help="SpineMorph's runtimes to serve, each in its own server (default: both when installed)")
     args = parser.parse_args()
+    runtimes = args.runtimes.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,45 +118,57 @@ def main() -> None:
         (stock / "main.py").write_text(textwrap.dedent(STOCK_APP))
         torch.save(UNet(2, 1, 18, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2).state_dict(),
                    stock / "model.pt")
-        ours_conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": args.bundle,
-                     "model_dir": tmp / "models"}
-        with running_server(tmp / "studies", ours_conf, tmp / "ours.log") as ours_url, \
-                running_server(tmp / "studies", {}, tmp / "stock.log", app=stock) as stock_url:
-            # the client saves each answer in its tmpdir and leaves it there: this run's folder, removed at the end
-            ours, theirs = MONAILabelClient(ours_url, tmpdir=str(tmp)), MONAILabelClient(stock_url, tmpdir=str(tmp))
-            _rounds(ours, "spinemorph_levels", image_id, {})  # warm-up: first model load, first ITK read
+        servers = {}
+        with contextlib.ExitStack() as stack:
+            for runtime in runtimes:
+                conf = {"models": "spinemorph_levels", "spinemorph_levels_weights": args.bundle,
+                        "model_dir": tmp / f"models-{runtime}", "runtime": runtime}
+                url = stack.enter_context(running_server(tmp / "studies", conf, tmp / f"ours-{runtime}.log"))
+                servers[runtime] = MONAILabelClient(url, tmpdir=str(tmp))  # it leaves its answers in this run's tmp
+            url = stack.enter_context(running_server(tmp / "studies", {}, tmp / "stock.log", app=stock))
+            theirs = MONAILabelClient(url, tmpdir=str(tmp))
+            for client in servers.values():
+                _rounds(client, "spinemorph_levels", image_id, {})  # warm-up: first model load, first ITK read
             _rounds(theirs, "stock_unet", image_id, {"result_extension": ".nii.gz"})
-            ours_t, lean_t, theirs_t, stages = [], [], [], []
+            ours_t = {r: [] for r in runtimes}
+            lean_t, stages = {r: [] for r in runtimes}, {r: [] for r in runtimes}
+            theirs_t = []
             for _ in range(args.n):  # alternate, so all see the same machine load
-                t, result = _rounds(ours, "spinemorph_levels", image_id, {})
-                ours_t.append(t)
-                stages.append(result["timings"])
-                lean_t.append(_rounds(ours, "spinemorph_levels", image_id, dict(LEAN))[0])
-                t, _ = _rounds(theirs, "stock_unet", image_id, {"result_extension": ".nii.gz"})
-                theirs_t.append(t)
-    med = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in STAGES}
-    ours_med, theirs_med = statistics.median(ours_t), statistics.median(theirs_t)
-    med["http_client_s"] = ours_med - sum(med.values())
+                for runtime, client in servers.items():
+                    t, result = _rounds(client, "spinemorph_levels", image_id, {})
+                    ours_t[runtime].append(t)
+                    stages[runtime].append(result["timings"])
+                    lean_t[runtime].append(_rounds(client, "spinemorph_levels", image_id, dict(LEAN))[0])
+                theirs_t.append(_rounds(theirs, "stock_unet", image_id, {"result_extension": ".nii.gz"})[0])
+    theirs_med = statistics.median(theirs_t)
+    med, ours_med, lean_med = {}, {}, {}
+    for runtime in runtimes:
+        med[runtime] = {k: statistics.median(s.get(k, 0.0) for s in stages[runtime]) for k in STAGES}
+        ours_med[runtime], lean_med[runtime] = statistics.median(ours_t[runtime]), statistics.median(lean_t[runtime])
+        med[runtime]["http_client_s"] = ours_med[runtime] - sum(med[runtime].values())
     print(f"Infer round trip, {args.size}×{args.size} DICOM DX, CPU ({torch.get_num_threads()} threads), "
           f"median of {args.n} (no GPU lent to this run: GPU figures n/a)")
-    print(f"{'stage':16s} {'seconds':>8s}")
-    for k, v in med.items():
-        print(f"{k[:-2]:16s} {v:8.3f}")
-    print(f"{'SpineMorph total':16s} {ours_med:8.3f}   (labelmap + morphometry JSON)")
-    lean_med = statistics.median(lean_t)
-    print(f"{'stage 1 only':16s} {lean_med:8.3f}   (stage2=false, detector=false)")
-    print(f"{'stock UNet total':16s} {theirs_med:8.3f}   (labelmap only)")
-    ratio = theirs_med / ours_med
-    verdict = "met" if ratio >= 1.5 else "NOT met"
-    print(f"SpineMorph is {ratio:.2f}x the speed of the stock pipeline (goal >= 1.5x: {verdict}); "
-          f"stage 1 alone {theirs_med / lean_med:.2f}x")
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    left = 0.0
+    print(f"{'stage':16s} " + " ".join(f"{r:>9s}" for r in runtimes))
+    for k in med[runtimes[0]]:
+        print(f"{k[:-2]:16s} " + " ".join(f"{med[r][k]:9.3f}" for r in runtimes))
+    print(f"{'SpineMorph total':16s} " + " ".join(f"{ours_med[r]:9.3f}" for r in runtimes) +
+          "   (labelmap + morphometry JSON)")
+    print(f"{'stage 1 only':16s} " + " ".join(f"{lean_med[r]:9.3f}" for r in runtimes) +
+          "   (stage2=false, detector=false)")
+    print(f"{'stock UNet total':16s} {theirs_med:9.3f}   (labelmap only)")
+    for runtime in runtimes:
+        ratio = theirs_med / ours_med[runtime]
+        verdict = "met" if ratio >= 1.5 else "NOT met"
+        print(f"SpineMorph on {runtime} is {ratio:.2f}x the speed of the stock pipeline (goal >= 1.5x: {verdict}); "
+              f"stage 1 alone {theirs_med / lean_med[runtime]:.2f}x")
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.9 * len(runtimes)))
     colours = plt.get_cmap("tab20").colors  # one colour per stage: tab10 would repeat two
-    for (k, v), colour in zip(med.items(), colours, strict=False):
-        ax.barh("SpineMorph", v, left=left, label=k[:-2], color=colour)
-        left += v
-    ax.barh("SpineMorph, stage 1 only", lean_med, color="black")
+    for i, runtime in enumerate(runtimes):
+        left = 0.0
+        for (k, v), colour in zip(med[runtime].items(), colours, strict=False):
+            ax.barh(f"SpineMorph ({runtime})", v, left=left, label=k[:-2] if i == 0 else None, color=colour)
+            left += v
+        ax.barh(f"SpineMorph ({runtime}), stage 1 only", lean_med[runtime], color="black")
     ax.barh("stock BasicInferTask UNet", theirs_med, color="grey")
     ax.set_xlabel(f"seconds per infer round trip, {args.size}² DX, CPU")
     ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.4, -0.28), frameon=False)  # below the bars
