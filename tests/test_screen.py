@@ -98,3 +98,26 @@ def test_a_patient_with_every_grade_withheld_is_not_gradable_not_normal(tmp_path
     assert on_disk == {p: v["verdict"] for p, v in verdicts.items()}
     with Image.open(tmp_path / "reports" / "P1.png") as page:
         assert (200, 120, 0) in {page.getpixel((x, y)) for x in range(20, 400) for y in range(50, 70)}  # amber
+
+
+def test_screen_measures_each_film_as_the_served_default_does(tmp_path):
+    """The shipped bundle: both stages, the mean of the landmarks' and the outline's heights, as the infer task's
+    default (before 2026-12-04 the screen left the landmark network out and measured the outline alone)."""
+    from spinemorph.data.simulate import SimConfig, simulate
+    from spinemorph.inference.analyse import analyse, load_networks
+    from spinemorph.io import read_radiograph, write_dx
+    from tests.inference.test_shipped_bundle import BUNDLE
+
+    sim = simulate(4_343, 1, SimConfig(size=1024, fov="lumbar", facing="left"))
+    (tmp_path / "films").mkdir()
+    write_dx(tmp_path / "films" / "dx.dcm", sim.image, sim.spacing_mm, "left")
+    done = screen(tmp_path / "films", tmp_path / "out", BUNDLE, "cpu", detector=False, progress=False)
+    (record,) = [json.loads((tmp_path / "out" / "films" / f / "result.json").read_text()) for f in done.films]
+    n = load_networks(BUNDLE, detector=False)
+    want = analyse(read_radiograph(tmp_path / "films" / "dx.dcm"), n.net, n.spec, "cpu", n.facing, refiner=n.refiner,
+                   landmarks=n.landmarks).morphometry.by_level()
+    got = {v["level"]: v for v in record["morphometry"]["vertebrae"]}
+    assert got.keys() == want.keys()
+    assert any(v["heights_from"] == "mean" for v in got.values())
+    for level, rec in want.items():
+        assert got[level]["heights_from"] == rec.heights_from and got[level]["Ha_mm"] == pytest.approx(rec.Ha_mm)

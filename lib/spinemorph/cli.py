@@ -118,10 +118,8 @@ def _segment(args: argparse.Namespace) -> None:
 
     import torch
 
-    from spinemorph.inference import load_model
-    from spinemorph.inference.analyse import analyse, load_detector_beside, load_facing, load_landmarks, load_refiner
+    from spinemorph.inference.analyse import analyse, load_networks
     from spinemorph.inference.identity import weights_identity
-    from spinemorph.inference.runtime import compiled
     from spinemorph.io import image_id, read_radiograph, write_labelmap
     from spinemorph.measure.report import write_outputs
 
@@ -130,17 +128,11 @@ def _segment(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     image = read_radiograph(args.image)
     read = time.perf_counter()
-    net, spec = load_model(args.model, args.device)
-    refiner = None if args.stage1_only else load_refiner(args.model, args.device)
     heights = "landmarks" if args.landmarks else args.heights
-    landmarks = None if args.stage1_only or heights == "outline" else load_landmarks(args.model, args.device)
-    detector = None if args.no_detector else load_detector_beside(args.model, args.device)
-    net = compiled(net, spec.preprocessing.size, args.runtime, args.device)  # as the runtime runs them
-    refiner, landmarks = (None if m is None else (compiled(m[0], m[1].preprocessing.size, args.runtime, args.device),
-                                                  m[1]) for m in (refiner, landmarks))
+    n = load_networks(args.model, args.device, not args.stage1_only, heights, not args.no_detector, args.runtime)
     loaded = time.perf_counter()
-    analysis = analyse(image, net, spec, args.device, load_facing(args.model), refiner=refiner, detector=detector,
-                       landmarks=landmarks, heights=heights)
+    analysis = analyse(image, n.net, n.spec, args.device, n.facing, refiner=n.refiner, detector=n.detector,
+                       landmarks=n.landmarks, heights=heights)
     result = analysis.morphometry
     measured = time.perf_counter()
     out = Path(args.out)

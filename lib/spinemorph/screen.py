@@ -142,9 +142,10 @@ def _result_record(film: Film, analysis, model: dict) -> dict:
 def _screen_one(film: Film, out: Path, models, device: str, dicom: bool, store: str | None) -> dict:
     from spinemorph.inference.analyse import analyse
 
-    net, spec, facing, refiner, detector, identity = models
+    n, identity = models
     image = read_radiograph(film.path)
-    analysis = analyse(image, net, spec, device, facing, refiner=refiner, detector=detector)
+    analysis = analyse(image, n.net, n.spec, device, n.facing, refiner=n.refiner, detector=n.detector,
+                       landmarks=n.landmarks)
     folder = out / "films" / film.film
     folder.mkdir(parents=True, exist_ok=True)
     write_labelmap(folder / "labels.nii.gz", analysis.labels, image)
@@ -168,19 +169,19 @@ def _screen_one(film: Film, out: Path, models, device: str, dicom: bool, store: 
     return record
 
 
-def _models(model: str | Path, device: str, detector: bool):
-    from spinemorph.inference import load_model
-    from spinemorph.inference.analyse import load_detector_beside, load_facing, load_refiner
+def _models(model: str | Path, device: str, detector: bool, runtime: str):
+    """Return the networks as the served default runs them (both stages, the landmarks' mean heights) and the
+    weights' identity."""
+    from spinemorph.inference.analyse import load_networks
     from spinemorph.inference.identity import weights_identity
 
-    net, spec = load_model(model, device)
-    return (net, spec, load_facing(model), load_refiner(model, device),
-            load_detector_beside(model, device) if detector else None, weights_identity(model))
+    return load_networks(model, device, detector=detector, runtime=runtime), weights_identity(model)
 
 
 def screen(source: str | Path, out: str | Path, model: str | Path, device: str = "cpu", detector: bool = True,
-           dicom: bool = False, store: str | None = None, progress: bool = True) -> Screening:
-    """Screen every lateral film of ``source`` (a folder, or a DICOMweb URL) into ``out``; see the module doc."""
+           dicom: bool = False, store: str | None = None, progress: bool = True, runtime: str = "torch") -> Screening:
+    """Screen every lateral film of ``source`` (a folder, or a DICOMweb URL) into ``out``; see the module doc;
+    ``runtime``: where the networks run on a CPU (``spinemorph.inference.runtime``)."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -193,7 +194,7 @@ def screen(source: str | Path, out: str | Path, model: str | Path, device: str =
     done = Screening(skipped=skipped)
     done.resumed = [f.film for f in films if (out / "films" / f.film / "result.json").exists()]
     todo = [f for f in films if f.film not in done.resumed]
-    models = _models(model, device, detector) if todo else None
+    models = _models(model, device, detector, runtime) if todo else None
     for film in tqdm(todo, desc="screening", unit="film", disable=not progress):
         try:
             _screen_one(film, out, models, device, dicom, store)
@@ -207,7 +208,8 @@ def screen(source: str | Path, out: str | Path, model: str | Path, device: str =
     atomic_write_text(out / "summary.json", json.dumps({
         "source": str(source), "films_screened": len(done.films), "films_resumed": len(done.resumed),
         "skipped": done.skipped, "failed": done.failed, "seconds": round(done.seconds, 1),
-        "films_per_minute": round(rate, 2), "device": device}, indent=1))
+        "films_per_minute": round(rate, 2), "device": device, "runtime": runtime if device == "cpu" else "torch"},
+        indent=1))
     return done
 
 

@@ -22,7 +22,7 @@ def _screen(args: argparse.Namespace) -> None:
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     done = screen(args.source, args.out, args.model, device, detector=not args.no_detector,
-                  dicom=args.dicom or bool(args.store), store=args.store)
+                  dicom=args.dicom or bool(args.store), store=args.store, runtime=args.runtime)
     out = Path(args.out)
     with open(out / "verdicts.csv", newline="") as f:
         verdicts = list(csv.DictReader(f))
@@ -75,6 +75,8 @@ def add_parsers(sub, positive_int: Callable[[str], int]) -> None:
     scr.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "sample-apps" / "spinemorph_levels"),
                      help="a bundle folder or model.pt (default: the shipped model)")
     scr.add_argument("--device", default="auto", help="cpu, cuda, or auto (CUDA when present)")
+    scr.add_argument("--runtime", choices=("torch", "openvino"), default="torch",
+                     help="where the networks run on a CPU: torch, or openvino (sooner: the README's Speed)")
     scr.add_argument("--no-detector", action="store_true", help="skip the fracture detector's opinion")
     scr.add_argument("--dicom", action="store_true", help="also write a DICOM SEG and SR for each DICOM film")
     scr.add_argument("--store", metavar="URL", help="store each film's SEG and SR to this DICOMweb server (STOW-RS)")

@@ -28,7 +28,7 @@ from spinemorph.refine.stage import refine
 from spinemorph.transforms import preprocess
 
 __all__ = ["Analysis", "analyse", "HEIGHTS", "facing_of", "load_facing", "load_refiner", "load_landmarks",
-           "load_detector_beside", "FACING_FILE"]
+           "load_detector_beside", "FACING_FILE", "Networks", "load_networks"]
 
 #: Where ``analyse`` takes stage 2's heights from (the server's ``heights``, ``spinemorph segment --heights``).
 HEIGHTS = (*LANDMARK_HEIGHTS, "outline")
@@ -97,6 +97,36 @@ def load_detector_beside(model_path: str | Path, device: str | torch.device = "c
     from spinemorph.detection import load_detector
 
     return load_detector(bundle, device)
+
+
+@dataclass
+class Networks:
+    """A bundle's networks as ``analyse`` takes them: stage 1 and its spec, the facing model, stage 2, the landmark
+    network and the detector (None where absent or not wanted)."""
+
+    net: nn.Module
+    spec: ModelSpec
+    facing: FacingModel | None
+    refiner: tuple[nn.Module, ModelSpec] | None
+    landmarks: tuple[nn.Module, ModelSpec] | None
+    detector: tuple | None
+
+
+def load_networks(model_path: str | Path, device: str | torch.device = "cpu", stage2: bool = True,
+                  heights: str = "mean", detector: bool = True, runtime: str = "torch") -> Networks:
+    """Return the networks of a segmentation model and those shipped beside it, as the served default runs them:
+    stage 2 unless ``stage2`` is False, the landmark network unless ``heights`` is "outline", the detector unless
+    ``detector`` is False; stage 1, stage 2 and the landmarks on ``runtime`` (``spinemorph.inference.runtime``)."""
+    from spinemorph.inference.model import load_model
+    from spinemorph.inference.runtime import compiled
+
+    net, spec = load_model(model_path, device)
+    refiner = load_refiner(model_path, device) if stage2 else None
+    landmarks = load_landmarks(model_path, device) if stage2 and heights != "outline" else None
+    refiner, landmarks = (None if m is None else (compiled(m[0], m[1].preprocessing.size, runtime, device), m[1])
+                          for m in (refiner, landmarks))
+    return Networks(compiled(net, spec.preprocessing.size, runtime, device), spec, load_facing(model_path), refiner,
+                    landmarks, load_detector_beside(model_path, device) if detector else None)
 
 
 def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tuple[str | None, str, float | None]:
