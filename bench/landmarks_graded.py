@@ -60,20 +60,21 @@ def main() -> None:
         out[name] = {"full": s, **ra.run_model(lm.BUNDLE, sets, pictures, heights)}
         out[name]["landmarks_disagree"] = sum("landmarks_disagree" in r.flags for *_, m in pictures
                                               for r in m.vertebrae)
-    keys = ("height_mae_graded_mm", "height_mae_mm", "vcr_mae_graded_points", "vcr_r_graded", "vcr_mae_points",
-            "vcr_r", "genant_kappa", "refused", "g1_sens_spec98")
-    print(f"{'figure':34s} " + " ".join(f"{m:>18s}" for m in out))
+    keys = ("height_mae_graded_mm", "height_mae_mm", "vcr_mae_graded_points", "vcr_r_graded",
+            "vcr_mae_graded_both_neighbours", "vcr_r_graded_both_neighbours", "graded_one_neighbour",
+            "vcr_mae_points", "vcr_r", "genant_kappa", "refused", "g1_sens_spec98")
+    print(f"{'figure':44s} " + " ".join(f"{m:>18s}" for m in out))
     for k in keys:
-        print(f"{'full-size ' + k:34s} " + " ".join(f"{out[m]['full'].get(k, float('nan')):18.3f}" for m in out))
+        print(f"{'full-size ' + k:44s} " + " ".join(f"{out[m]['full'].get(k, float('nan')):18.3f}" for m in out))
     for m in out:
         table = out[m]["full"]["confusion_true_by_measured"]
         print(f"full-size grades, {m} (rows: true 0-3, columns: measured 0-3): {table}")
     for s in sets:
-        print(f"{s + ' false G>=1 per image':34s} " + " ".join(f"{out[m][s]['false_grades_per_image']:18.3f}"
+        print(f"{s + ' false G>=1 per image':44s} " + " ".join(f"{out[m][s]['false_grades_per_image']:18.3f}"
                                                              for m in out))
-        print(f"{s + ' G1/G2/G3 found':34s} " + " ".join(
+        print(f"{s + ' G1/G2/G3 found':44s} " + " ".join(
             f"{'/'.join(f'{v[0]:.2f}' for v in out[m][s]['sensitivity_by_grade'].values()):>18s}" for m in out))
-    print(f"{'sets: landmarks_disagree':34s} " + " ".join(f"{out[m]['landmarks_disagree']:18d}" for m in out))
+    print(f"{'sets: landmarks_disagree':44s} " + " ".join(f"{out[m]['landmarks_disagree']:18d}" for m in out))
     path = REPO / "bench" / "out" / "landmarks_graded.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))

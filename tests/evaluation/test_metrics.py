@@ -62,3 +62,11 @@ def test_morphometry_errors_are_also_summarised_over_the_graded_vertebrae_alone(
     out = summarise(compare(result, truth))
     assert out["refused"] == 1 and out["vertebrae"] == 4
     assert out["height_mae_graded_mm"] < 0.5 < 3.0 < out["height_mae_mm"]  # L2's 16 mm errors count only in all
+    # where a VCR error may come from: the refused L2 is no reference, so L1 and L3 are graded against one neighbour
+    # each, as the ends T12 and L4 are; no graded vertebra had both
+    assert out["graded_one_neighbour"] == 4 and np.isnan(out["vcr_mae_graded_both_neighbours"])
+    # a whole spine: the ends are graded against one neighbour, the three between against both
+    truth["vertebrae"][2]["Ha_mm"] = 36.0  # the truth's L2 10 % wedged, drawn whole: its VCR error is 10 points
+    whole = summarise(compare(measure(spine(), (1.0, 1.0), "left"), truth))
+    assert whole["graded_one_neighbour"] == 2
+    assert whole["vcr_mae_graded_both_neighbours"] > whole["vcr_mae_graded_points"] > 0

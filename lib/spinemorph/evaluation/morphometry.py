@@ -45,6 +45,7 @@ class Pairs:
     # the same pairs for the graded vertebrae alone: what a reader who trusts only graded rows gets
     graded_heights: list[tuple[float, float]] = field(default_factory=list)
     graded_vcr: list[tuple[float, float]] = field(default_factory=list)
+    graded_vcr_neighbours: list[int] = field(default_factory=list)  # per graded_vcr pair: neighbours it measured by
 
 
 def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pairs:
@@ -68,15 +69,16 @@ def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pai
             continue
         pairs.graded_heights += heights
         pairs.graded_vcr += vcr
+        pairs.graded_vcr_neighbours += [1 if "one_neighbour" in m.flags else 2] * len(vcr)
         pairs.grade.append((t.genant_grade, m.genant_grade))
         pairs.kind.append((t.deformity, m.deformity))
     return pairs
 
 
 def summarise(pairs: Pairs) -> dict[str, float]:
-    """Return height MAE (mm), VCR MAE (points), VCR r (over every measured vertebra, and ``*_graded`` over the
-    graded ones alone), Bland-Altman limits, Genant kappa and type agreement (over the graded vertebrae), and how
-    many were graded, missed and refused."""
+    """Return height MAE (mm), VCR MAE (points), VCR r (over every measured vertebra, ``*_graded`` over the graded
+    ones alone, ``*_graded_both_neighbours`` over those graded against both neighbours), Bland-Altman limits, Genant
+    kappa and type agreement (over the graded vertebrae), and how many were graded, missed and refused."""
     out = {}
     heights = [np.asarray(v, float) for v in pairs.heights.values() if v]
     all_h = np.concatenate(heights) if heights else np.zeros((0, 2))
@@ -89,6 +91,13 @@ def summarise(pairs: Pairs) -> dict[str, float]:
     graded = np.asarray(pairs.graded_vcr, float).reshape(-1, 2)
     out["vcr_mae_graded_points"] = float(np.abs(graded[:, 1] - graded[:, 0]).mean()) if len(graded) else float("nan")
     out["vcr_r_graded"] = pearson_r(graded[:, 0], graded[:, 1])
+    # where a VCR error comes from: a vertebra measured against both neighbours, or against one (the other not
+    # measured: out of view, cut by the edge, refused as no plausible body) while the truth may have had both
+    both = graded[np.asarray(pairs.graded_vcr_neighbours, int) == 2] if len(graded) else graded
+    out["vcr_mae_graded_both_neighbours"] = float(np.abs(both[:, 1] - both[:, 0]).mean()) if len(both) else \
+        float("nan")
+    out["vcr_r_graded_both_neighbours"] = pearson_r(both[:, 0], both[:, 1])
+    out["graded_one_neighbour"] = float(len(graded) - len(both))
     vcr = np.asarray(pairs.vcr, float).reshape(-1, 2)
     out["vcr_mae_points"] = float(np.abs(vcr[:, 1] - vcr[:, 0]).mean()) if len(vcr) else float("nan")
     out["vcr_r"] = pearson_r(vcr[:, 0], vcr[:, 1])

@@ -8,10 +8,10 @@ network itself (the same code path on a GPU); on ``"openvino"``, the network con
 conversion takes 1-3 s; its result is kept in the user's cache folder, keyed by the weights, so the next load of the
 same weights reads it in a fraction of that.
 
-Measured on this project's 2-core CPU, one thread: the stage-1 network 0.10 to 0.07 s, stage 2's and the landmarks'
-16 crops 0.12 to 0.07 and 0.17 to 0.09 s; on 60 calibration simulations (4500, 4600, 4700) the same grades and flags
-on all 406 vertebrae, heights within 0.06 mm on 99 % of them (README, "Speed"). Only a deterministic network can
-be compiled: one that samples (MC dropout for active learning) stays in torch.
+Measured with ``bench/runtime.py`` on 60 calibration simulations (4500, 4600, 4700), one thread of this project's
+2-core CPU: per film, stage 1 0.102 to 0.078 s, stage 2 0.085 to 0.069 s, the landmarks 0.113 to 0.084 s; the same
+grade and flags on all 477 vertebrae, heights within 0.063 mm of torch's at the 99th percentile (README, "Speed").
+Only a deterministic network can be compiled: one that samples (MC dropout for active learning) stays in torch.
 """
 
 from __future__ import annotations
