@@ -183,6 +183,11 @@ def main() -> None:
               f"{f.get('vcr_r', nan):.3f} ({f.get('vcr_r_graded', nan):.3f}) | {f.get('genant_kappa', nan):.3f} | "
               f"{f['grade1_sensitivity_at_spec98']:.3f} ({f['grade1_vertebrae']}) | {f.get('refused', 0):.0f} | "
               f"{f['cpu_s_per_image'] or float('nan'):.3f}")
+    print("set | method | graded against both neighbours: VCR MAE / r | graded against one")
+    for key, f in figures.items():
+        if not key.startswith("end_to_end") and "vcr_mae_graded_both_neighbours" in f:
+            print(f"{key} | {f['vcr_mae_graded_both_neighbours']:.2f} / {f['vcr_r_graded_both_neighbours']:.3f} | "
+                  f"{f['graded_one_neighbour']:.0f}")
     print("2048² DICOM DX end to end, one thread, after model load:", figures["end_to_end_2048_s"])
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
