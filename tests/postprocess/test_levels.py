@@ -151,3 +151,15 @@ def test_touch_looks_only_where_boxes_meet_and_agrees_with_a_dilation():
         box = levels._box_union((a, b))
         dilated = ndimage.binary_dilation(levels._window(a, box), np.ones((3, 3), bool)) & levels._window(b, box)
         assert levels._touch(a, b) == bool(dilated.any())
+
+
+def test_an_s1_cut_by_the_edge_that_moves_the_networks_naming_leaves_the_count_uncertain():
+    """Calibration film 4700 #18: its lowest body, cut by the film's bottom edge, was called S1 and moved every name
+    one level up the network's own, right, naming. The anchor's names stand; the naming says it is unsure."""
+    said = column([19, 20, 21, 22, 23, 26])[:-6]  # the network: T12-L4 and, at the cut edge, an "S1"
+    out, naming = name_levels(said)
+    assert naming.anchor == "S1" and naming.level_uncertain and naming.network_shift == 1
+    assert naming.alternatives == (("T12", "L1", "L2", "L3", "L4"),)
+    assert [int(np.bincount(out[said == c]).argmax()) for c in (19, 23)] == [20, 24]
+    assert not name_levels(column([19, 20, 21, 22, 23, 26]))[1].level_uncertain  # the same "S1" whole
+    assert not name_levels(column([20, 21, 22, 23, 24, 26])[:-6])[1].level_uncertain  # cut, but both count alike

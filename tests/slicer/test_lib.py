@@ -218,6 +218,10 @@ def test_a_report_with_nothing_graded_is_no_finding(boxes):
     assert "Vertebrae measured: 0 of 5" in report and "Not graded: L1 (low_confidence, not_solid)" in report
     assert "No vertebra graded (see the flags): no finding" in result_summary(refused)
     assert "No vertebra graded" not in result_summary(boxes)
+    cut = dataclasses.replace(boxes, level_naming={"anchor": "S1", "level_uncertain": True, "network_shift": 1})
+    assert "cut by the film's edge" in result_summary(cut) and "may be off" in result_summary(cut)
+    sure = dataclasses.replace(boxes, level_naming={"anchor": "S1", "level_uncertain": False})
+    assert result_summary(sure).endswith("Levels counted from S1")
     normal = dataclasses.replace(boxes, vertebrae=[dataclasses.replace(r, genant_grade=0 if i < 3 else None,
                                                                        deformity=None)
                                                    for i, r in enumerate(boxes.vertebrae)])

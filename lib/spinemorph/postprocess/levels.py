@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from spinemorph.conventions import EDGE_MARGIN_PX
 from spinemorph.levels import TRAINED_LEVELS, fill_holes, find_objects, label_window, level_code, level_name
 from spinemorph.measure.indices import missing_after
 
@@ -265,7 +266,8 @@ class LevelNaming:
 
     ``anchor`` is the visible landmark the count ran from ("S1"), or None; without one the names are the
     network's best guess, ``level_uncertain`` is True and ``alternatives`` lists the other plausible namings
-    (the same bodies, top to bottom, shifted one level up or down).
+    (the same bodies, top to bottom, shifted one level up or down). An anchor the film's edge cuts that moves the
+    network's naming is uncertain too, its alternative the network's own naming.
     """
 
     anchor: str | None
@@ -302,22 +304,29 @@ def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) ->
 
     With S1 (code 26) right below the lowest body, that body is L5 and the count runs up from there; the sacrum
     stays in the labelmap as the anchor. Without it (or with a gap that may hide a body) the network's
-    naming stands, flagged ``level_uncertain``, with the namings one level up and down as alternatives.
+    naming stands, flagged ``level_uncertain``, with the namings one level up and down as alternatives. An "S1"
+    the film's edge cuts may be a cut lumbar body: where it moves the network's own naming, the anchor's names
+    stand but ``level_uncertain`` says so, with the network's naming as the alternative (on the calibration films
+    of series 4500-4700 and 1200, the two such films were both misnamed, one of them by the anchor).
     """
     pieces = _pieces(np.where(labels == S1, 0, labels).astype(labels.dtype))
     if not pieces:
         return np.zeros(labels.shape, np.uint8), LevelNaming(None, False)
     position = _positions(pieces, labels.shape[0], len(levels))
     k_net = _network_offset(pieces, position, levels)
+
+    def names(k: int) -> tuple[str, ...]:
+        return tuple(level_name(levels[k + p]) for p in position if 0 <= k + p < len(levels))
+
     sacrum = _sacrum(labels, pieces[-1])
     if sacrum is not None and levels[-1] == level_code("L5"):
         k = len(levels) - 1 - int(position[-1])
         out = _paint(labels.shape, pieces, position, k, levels)
         out[sacrum & (out == 0)] = S1
-        return out, LevelNaming("S1", False, (), k - k_net)
-
-    def names(k: int) -> tuple[str, ...]:
-        return tuple(level_name(levels[k + p]) for p in position if 0 <= k + p < len(levels))
+        m = EDGE_MARGIN_PX
+        cut = sacrum[:m].any() or sacrum[-m:].any() or sacrum[:, :m].any() or sacrum[:, -m:].any()
+        unsure = k != k_net and bool(cut)
+        return out, LevelNaming("S1", unsure, (names(k_net),) if unsure else (), k - k_net)
 
     others = tuple(names(k) for k in (k_net - 1, k_net + 1)
                    if 0 <= k + position[0] and k + position[-1] < len(levels))

@@ -28,7 +28,10 @@ def result_summary(result: Morphometry) -> str:
     elif result.vertebrae and not result.graded:
         text += ". No vertebra graded (see the flags): no finding"
     naming = result.level_naming or {}
-    if naming.get("anchor"):
+    if naming.get("anchor") and naming.get("level_uncertain"):
+        text += f". Levels counted from {naming['anchor']}, cut by the film's edge, against the network's own count: " \
+                "the count may be off"
+    elif naming.get("anchor"):
         text += f". Levels counted from {naming['anchor']}"
     elif naming.get("level_uncertain"):
         text += ". Levels: no anchor in view, the count may be off"
