@@ -86,6 +86,8 @@ class SpineMorphApp(MONAILabelApp):
             initial = conf.get(f"{name}_weights") or (bundles / bundle if bundle else None)
             self.configs[name] = SegmentationConfig(name, network, head, model_dir / name / "model.pt",
                                                     Path(initial) if initial else None, conf.get("runtime", "torch"))
+        for config in self.configs.values():  # --conf runtime openvino: its conversions start now, not at an infer
+            config.warm_up()
         self.passes = int(conf.get("epistemic_passes", 8))
         self.allow_delete = as_bool(conf.get("allow_delete", False))
         self.infer_concurrency = int(conf.get("infer_concurrency", 2))

@@ -121,6 +121,28 @@ class SegmentationConfig:
                 log.info("Compiled %s's %s network for %s", self.name, kind, self.runtime)
             return self._compiled[kind][1]
 
+    def warm_up(self) -> threading.Thread | None:
+        """Compile the networks for this config's runtime in the background (none for torch, or with CUDA), so the
+        first infer does not wait for the conversions; an infer that comes sooner waits for them, as it would have
+        made them itself. Return the thread."""
+        if self.runtime == "torch" or self.device() != "cpu" or self.weights() is None:
+            return None
+
+        def run() -> None:
+            try:
+                net, spec = self.model("cpu")
+                self.compiled("model", net, spec.preprocessing.size, "cpu")
+                for kind, loaded in (("refiner", self.refiner()), ("landmarks", self.landmarks())):
+                    if loaded is not None:
+                        self.compiled(kind, loaded[0], loaded[1].preprocessing.size, "cpu")
+            except Exception:  # the first infer makes them then, and says what failed
+                log.exception("Could not compile %s's networks for %s ahead of the first infer", self.name,
+                              self.runtime)
+
+        thread = threading.Thread(target=run, name=f"{self.name}-{self.runtime}-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     @staticmethod
     def device(requested: str | None = None) -> str:
         """Return the requested device, else CUDA when present, else CPU."""
