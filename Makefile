@@ -91,6 +91,8 @@ test-matrix:
 	.ci/test-matrix
 
 PORT ?= 8000
+# Where the served networks run on a CPU: torch, or openvino (sooner; README, "Speed"): make demo RUNTIME=openvino
+RUNTIME ?= torch
 
 # Sets up, makes demo studies once (full-size DICOM DX, half of them labelled, previews), then serves them with the
 # shipped model on 127.0.0.1:$(PORT) until Ctrl-C.
@@ -108,7 +110,7 @@ demo: setup
 	@echo "             curl -s -X POST 'http://127.0.0.1:$(PORT)/infer/spinemorph_levels?image=ID&output=json'"
 	@echo "Starting the server (Ctrl-C stops it)..."
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m monailabel.main start_server --app monailabel_app \
-		--studies $(DEMO) --host 127.0.0.1 --port $(PORT)
+		--studies $(DEMO) --host 127.0.0.1 --port $(PORT) --conf runtime $(RUNTIME)
 
 # The browser client against `make demo`'s server (run that first, in another terminal).
 web: setup web-venv
