@@ -29,21 +29,10 @@ import morphometry_pred as mp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from spinemorph.inference import load_model  # noqa: E402
-from spinemorph.inference.analyse import analyse, load_landmarks, load_refiner  # noqa: E402
-from spinemorph.inference.runtime import compiled  # noqa: E402
+from spinemorph.inference.analyse import analyse, load_networks  # noqa: E402
 
 #: analyse's timing of each network -> its name
 NETWORKS = {"network_s": "stage 1", "stage2_network_s": "stage 2", "landmarks_network_s": "landmarks"}
-
-
-def networks(runtime: str) -> tuple:
-    """Return the bundle's (stage 1, its spec, stage 2, landmarks) as ``runtime`` runs them."""
-    net, spec = load_model(lm.BUNDLE)
-    refiner, marks = load_refiner(lm.BUNDLE), load_landmarks(lm.BUNDLE)
-    return (compiled(net, spec.preprocessing.size, runtime), spec,
-            (compiled(refiner[0], refiner[1].preprocessing.size, runtime), refiner[1]),
-            (compiled(marks[0], marks[1].preprocessing.size, runtime), marks[1]))
 
 
 def main() -> None:
@@ -52,14 +41,14 @@ def main() -> None:
     parser.add_argument("--series", default="4500,4600,4700")
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
     args = parser.parse_args()
-    runtimes = {r: networks(r) for r in ("torch", "openvino")}
+    runtimes = {r: load_networks(lm.BUNDLE, detector=False, runtime=r) for r in ("torch", "openvino")}
     diffs, graded_diffs, same_grade, same_flags, seconds = [], [], [], [], {r: [] for r in runtimes}
     for seed in (int(s) for s in args.series.split(",")):
         for i in range(args.n):
             image, _ = mp._pair(*lm.case(seed, i))
             done = {}
-            for runtime, (net, spec, refiner, marks) in runtimes.items():
-                done[runtime] = analyse(image, net, spec, refiner=refiner, landmarks=marks)
+            for runtime, n in runtimes.items():
+                done[runtime] = analyse(image, n.net, n.spec, refiner=n.refiner, landmarks=n.landmarks)
                 seconds[runtime].append([done[runtime].timings.get(k, 0.0) for k in NETWORKS])
             ov = done["openvino"].morphometry.by_level()
             for level, rec in done["torch"].morphometry.by_level().items():

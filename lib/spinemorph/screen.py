@@ -184,6 +184,8 @@ def screen(source: str | Path, out: str | Path, model: str | Path, device: str =
     ``runtime``: where the networks run on a CPU (``spinemorph.inference.runtime``)."""
     from tqdm import tqdm
 
+    from spinemorph.inference.runtime import runtime_on
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -208,7 +210,7 @@ def screen(source: str | Path, out: str | Path, model: str | Path, device: str =
     atomic_write_text(out / "summary.json", json.dumps({
         "source": str(source), "films_screened": len(done.films), "films_resumed": len(done.resumed),
         "skipped": done.skipped, "failed": done.failed, "seconds": round(done.seconds, 1),
-        "films_per_minute": round(rate, 2), "device": device, "runtime": runtime if device == "cpu" else "torch"},
+        "films_per_minute": round(rate, 2), "device": device, "runtime": runtime_on(runtime, device)},
         indent=1))
     return done
 

@@ -118,15 +118,13 @@ def load_networks(model_path: str | Path, device: str | torch.device = "cpu", st
     stage 2 unless ``stage2`` is False, the landmark network unless ``heights`` is "outline", the detector unless
     ``detector`` is False; stage 1, stage 2 and the landmarks on ``runtime`` (``spinemorph.inference.runtime``)."""
     from spinemorph.inference.model import load_model
-    from spinemorph.inference.runtime import compiled
+    from spinemorph.inference.runtime import compiled_model
 
-    net, spec = load_model(model_path, device)
-    refiner = load_refiner(model_path, device) if stage2 else None
+    net, spec = compiled_model(load_model(model_path, device), runtime, device)
+    refiner = compiled_model(load_refiner(model_path, device) if stage2 else None, runtime, device)
     landmarks = load_landmarks(model_path, device) if stage2 and heights != "outline" else None
-    refiner, landmarks = (None if m is None else (compiled(m[0], m[1].preprocessing.size, runtime, device), m[1])
-                          for m in (refiner, landmarks))
-    return Networks(compiled(net, spec.preprocessing.size, runtime, device), spec, load_facing(model_path), refiner,
-                    landmarks, load_detector_beside(model_path, device) if detector else None)
+    return Networks(net, spec, load_facing(model_path), refiner, compiled_model(landmarks, runtime, device),
+                    load_detector_beside(model_path, device) if detector else None)
 
 
 def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tuple[str | None, str, float | None]:

@@ -22,13 +22,14 @@ import os
 import re
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "compiled", "CompiledNetwork", "cache_folder"]
+__all__ = ["RUNTIMES", "runtime_on", "compiled", "compiled_model", "CompiledNetwork", "cache_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class CompiledNetwork(nn.Module):
         self._compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
                                                                 "INFERENCE_PRECISION_HINT": "f32"})
         self._local = threading.local()
+        self.key: tuple[str, int, int] | None = None  # (converted file, side, threads), set by ``compiled``
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         request = getattr(self._local, "request", None)
@@ -74,33 +76,77 @@ class CompiledNetwork(nn.Module):
         return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
 
+def runtime_on(runtime: str, device: str | torch.device = "cpu") -> str:
+    """Return the runtime the networks of ``runtime`` (``RUNTIMES``) really run on with ``device``: torch off the
+    CPU, whatever was asked."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
+    return runtime if torch.device(device).type == "cpu" else "torch"
+
+
+#: What this process compiled: by torch network (a lookup per call, no hashing) and by converted file (networks of
+#: the same weights loaded twice, e.g. by two served models sharing a bundle's companions, share one). Neither
+#: keeps a network alive that nothing else holds.
+_BY_NETWORK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BY_FILE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_LOCK = threading.Lock()
+
+
 def compiled(net: nn.Module, size: int, runtime: str = "torch", device: str | torch.device = "cpu") -> nn.Module:
     """Return ``net`` (eval mode) as it runs on ``runtime`` (``RUNTIMES``) for inputs (B, 1, ``size``, ``size``):
-    the network itself for "torch" or a device other than the CPU, else a ``CompiledNetwork``."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}.")
-    if runtime == "torch" or torch.device(device).type != "cpu":
+    the network itself for "torch" or a device other than the CPU, else a ``CompiledNetwork``, made once per
+    network and weights in this process."""
+    if runtime_on(runtime, device) == "torch":
         return net
     try:
         import openvino as ov
     except ImportError:
         raise RuntimeError("runtime=openvino needs the openvino package: pip install 'spinemorph[openvino]' "
                            "(`make setup` installs it), or use runtime=torch.") from None
-    net = net.eval()
-    version = re.sub(r"[^\w.-]+", "_", ov.__version__)  # "2026.4.1-22982-...-releases/2026/4"
-    path = cache_folder() / f"openvino-{version}" / f"{_fingerprint(net, size)}.xml"
+    threads = max(torch.get_num_threads(), 1)
+    with _LOCK:
+        done = _BY_NETWORK.get(net)
+        if done is not None and done.key[1:] == (size, threads):
+            return done
+        net = net.eval()
+        version = re.sub(r"[^\w.-]+", "_", ov.__version__)  # "2026.4.1-22982-...-releases/2026/4"
+        path = cache_folder() / f"openvino-{version}" / f"{_fingerprint(net, size)}.xml"
+        done = _BY_FILE.get((str(path), size, threads))
+        if done is None:
+            done = CompiledNetwork(_converted(net, size, path), threads)
+            done.key = (str(path), size, threads)
+            _BY_FILE[done.key] = done
+            log.info("Compiled a network for OpenVINO (%s)", path.name)
+        _BY_NETWORK[net] = done
+        return done
+
+
+def _converted(net: nn.Module, size: int, path: Path):
+    """Return ``net`` converted by OpenVINO: read from ``path`` when an earlier run kept it there, else converted
+    and kept there."""
+    import openvino as ov
+
     if path.is_file():
-        model = ov.Core().read_model(path)
-    else:
-        with torch.no_grad(), warnings.catch_warnings():  # the side is fixed: a traced padding branch is right
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            model = ov.convert_model(net, example_input=torch.zeros(2, 1, size, size), input=[(-1, 1, size, size)])
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.xml")
-            ov.save_model(model, tmp, compress_to_fp16=False)
-            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-            tmp.replace(path)
-        except OSError as err:  # a read-only home: convert again next time
-            log.warning("Could not keep the converted network in %s (%s).", path.parent, err)
-    return CompiledNetwork(model, max(torch.get_num_threads(), 1))
+        return ov.Core().read_model(path)
+    with torch.no_grad(), warnings.catch_warnings():  # the side is fixed: a traced padding branch is right
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        model = ov.convert_model(net, example_input=torch.zeros(2, 1, size, size), input=[(-1, 1, size, size)])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.xml")
+        ov.save_model(model, tmp, compress_to_fp16=False)
+        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+        tmp.replace(path)
+    except OSError as err:  # a read-only home: convert again next time
+        log.warning("Could not keep the converted network in %s (%s).", path.parent, err)
+    return model
+
+
+def compiled_model(model: tuple[nn.Module, object] | None, runtime: str = "torch",
+                   device: str | torch.device = "cpu") -> tuple[nn.Module, object] | None:
+    """Return a (network, spec) pair with the network as ``compiled`` gives it for its spec's input side, or None
+    for None."""
+    if model is None:
+        return None
+    net, spec = model
+    return compiled(net, spec.preprocessing.size, runtime, device), spec

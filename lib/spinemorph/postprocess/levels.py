@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from spinemorph.conventions import EDGE_MARGIN_PX
+from spinemorph.conventions import near_edge_codes
 from spinemorph.levels import TRAINED_LEVELS, fill_holes, find_objects, label_window, level_code, level_name
 from spinemorph.measure.indices import missing_after
 
@@ -323,9 +323,7 @@ def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) ->
         k = len(levels) - 1 - int(position[-1])
         out = _paint(labels.shape, pieces, position, k, levels)
         out[sacrum & (out == 0)] = S1
-        m = EDGE_MARGIN_PX
-        cut = sacrum[:m].any() or sacrum[-m:].any() or sacrum[:, :m].any() or sacrum[:, -m:].any()
-        unsure = k != k_net and bool(cut)
+        unsure = k != k_net and bool(near_edge_codes(sacrum))  # the film's edge cuts the "S1"
         return out, LevelNaming("S1", unsure, (names(k_net),) if unsure else (), k - k_net)
 
     others = tuple(names(k) for k in (k_net - 1, k_net + 1)

@@ -14,7 +14,7 @@ from spinemorph.inference import load_model
 from spinemorph.inference.analyse import load_detector_beside, load_facing, load_landmarks, load_refiner
 from spinemorph.inference.identity import weights_identity
 from spinemorph.inference.model import load_spec
-from spinemorph.inference.runtime import RUNTIMES, compiled
+from spinemorph.inference.runtime import compiled_model, runtime_on
 from spinemorph.levels import level_name
 from spinemorph.networks import head_classes
 
@@ -40,13 +40,11 @@ class SegmentationConfig:
     runtime: str = "torch"
 
     def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
+        runtime_on(self.runtime)  # a runtime it does not know is refused here, at start
         if self.runtime == "openvino" and importlib.util.find_spec("openvino") is None:
             raise RuntimeError("--conf runtime openvino needs the openvino package: pip install "
                                "'spinemorph[openvino]' (`make setup` installs it), or leave the runtime at torch.")
         self._lock = threading.Lock()
-        self._compiled: dict[str, tuple[object, object]] = {}  # kind -> (the torch network, its compiled twin)
         self._cache: tuple[float, str, object, object] | None = None
         self._companions: dict[str, object] = {}  # the facing model and the stage-2 network, loaded once
         weights = self.weights()
@@ -109,32 +107,17 @@ class SegmentationConfig:
                 self._cache = (stamp, f"{path}:{device}", net, spec)
             return self._cache[2], self._cache[3]
 
-    def compiled(self, kind: str, net, size: int, device: str):
-        """Return ``net`` (the ``kind`` network: "model", "refiner", "landmarks") as the infer task runs it on
-        ``device`` with this config's runtime; compiled once per network (a newly published model is compiled
-        anew). The torch network itself stays for what samples it (active learning's MC dropout)."""
-        if self.runtime == "torch" or device != "cpu":
-            return net
-        with self._lock:
-            if self._compiled.get(kind, (None,))[0] is not net:
-                self._compiled[kind] = (net, compiled(net, size, self.runtime, device))
-                log.info("Compiled %s's %s network for %s", self.name, kind, self.runtime)
-            return self._compiled[kind][1]
-
     def warm_up(self) -> threading.Thread | None:
         """Compile the networks for this config's runtime in the background (none for torch, or with CUDA), so the
-        first infer does not wait for the conversions; an infer that comes sooner waits for them, as it would have
-        made them itself. Return the thread."""
+        first infer does not wait for the conversions (``compiled`` keeps them for the process); an infer that comes
+        sooner waits for them, as it would have made them itself. Return the thread."""
         if self.runtime == "torch" or self.device() != "cpu" or self.weights() is None:
             return None
 
         def run() -> None:
             try:
-                net, spec = self.model("cpu")
-                self.compiled("model", net, spec.preprocessing.size, "cpu")
-                for kind, loaded in (("refiner", self.refiner()), ("landmarks", self.landmarks())):
-                    if loaded is not None:
-                        self.compiled(kind, loaded[0], loaded[1].preprocessing.size, "cpu")
+                for model in (self.model("cpu"), self.refiner(), self.landmarks()):
+                    compiled_model(model, self.runtime, "cpu")
             except Exception:  # the first infer makes them then, and says what failed
                 log.exception("Could not compile %s's networks for %s ahead of the first infer", self.name,
                               self.runtime)

@@ -16,6 +16,7 @@ from lib.datastore import checked_radiograph
 from lib.infers.results import result_file
 from lib.options import as_bool
 from spinemorph.inference.analyse import HEIGHTS, analyse
+from spinemorph.inference.runtime import compiled_model, runtime_on
 from spinemorph.io import write_labelmap
 from spinemorph.levels import codes_in, level_name
 
@@ -72,10 +73,8 @@ class SegmentationInfer(InferTask):
         detector = self.cfg.detector() if as_bool(request.get("detector", True)) else None
         refiner, landmarks, detector = (None if m is None else (m[0].to(device), m[1])
                                         for m in (refiner, landmarks, detector))
-        net = self.cfg.compiled("model", net, spec.preprocessing.size, device)  # as the runtime runs them
-        refiner, landmarks = (None if m is None else (self.cfg.compiled(kind, m[0], m[1].preprocessing.size, device),
-                                                      m[1]) for kind, m in (("refiner", refiner),
-                                                                            ("landmarks", landmarks)))
+        net, spec = compiled_model((net, spec), self.cfg.runtime, device)  # as the runtime runs them (made once)
+        refiner, landmarks = (compiled_model(m, self.cfg.runtime, device) for m in (refiner, landmarks))
         done = analyse(image, net, spec, device, self.cfg.facing_model(), anchor=request.get("anchor"),
                        refiner=refiner, detector=detector, landmarks=landmarks, heights=heights)
         times.update(done.timings)
@@ -94,7 +93,7 @@ class SegmentationInfer(InferTask):
             "model": self.cfg.name, "label_names": levels, "morphometry": result.to_dict(),
             "timings": {k: round(v, 4) for k, v in times.items()},
             "spacing_mm": image.spacing_mm, "spacing_source": image.spacing_source, "facing": result.facing,
-            "shape": list(image.shape), "device": device, "runtime": self.cfg.runtime if device == "cpu" else "torch",
+            "shape": list(image.shape), "device": device, "runtime": runtime_on(self.cfg.runtime, device),
             **self.cfg.identity(),
             **({"fracture_calls": done.fracture_calls} if done.fracture_calls is not None else {}),
             **({"dicom": dicom} if dicom else {}),
