@@ -59,7 +59,7 @@ def _drr(args: argparse.Namespace) -> None:
 
 def _measure(args: argparse.Namespace) -> None:
     from spinemorph.io import image_id, read_labelmap, read_radiograph
-    from spinemorph.measure import measure
+    from spinemorph.measure import exposed_field, measure
     from spinemorph.measure.report import write_outputs
 
     labels, label_file = read_labelmap(args.labelmap)
@@ -75,7 +75,8 @@ def _measure(args: argparse.Namespace) -> None:
         if facing is None and geometry.facing:
             facing, source = geometry.facing, ("PatientOrientation" if geometry.meta.get("format") == "dicom"
                                                else origin)
-    result = measure(labels, spacing, facing, args.anchor, facing_source=source)
+    result = measure(labels, spacing, facing, args.anchor, facing_source=source,
+                     field=None if image is None else exposed_field(image.pixels))
     paths = write_outputs(result, args.out, image_id(args.labelmap), labels,
                           None if image is None else image.pixels)
     print(result.table())
@@ -259,7 +260,8 @@ def _parser() -> argparse.ArgumentParser:
 
     mea = sub.add_parser("measure", help="six-point morphometry, VCR and Genant grade of a labelmap")
     mea.add_argument("labelmap", help="labelmap (NIfTI, PNG, ...) in VerSe codes or a 0/1 body mask")
-    mea.add_argument("--image", help="the radiograph, for its spacing and facing and as the overlay's background")
+    mea.add_argument("--image", help="the radiograph, for its spacing, facing and exposed field (a body its blank "
+                     "border cuts is truncated) and as the overlay's background")
     mea.add_argument("--spacing", nargs=2, type=float, metavar=("ROW", "COL"), help="pixel spacing in mm")
     mea.add_argument("--facing", choices=["left", "right"], help="image side the patient's anterior is on")
     mea.add_argument("--anchor", help="level of the lowest body of a binary mask, e.g. L5")

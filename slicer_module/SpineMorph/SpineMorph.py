@@ -321,7 +321,7 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, Corrections, 
         ``reference`` (the image) gives the grid and the measurement spacing and facing; without it, the node's own
         geometry is used and the facing is inferred. No server is needed.
         """
-        from spinemorph.measure import measure
+        from spinemorph.measure import exposed_field, measure
         from spinemorph.measure.gates import withhold
         from SpineMorphLib import nodes
 
@@ -332,7 +332,11 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, Corrections, 
         array, grid = nodes.labels_of(self.scene, labels, reference)
         spacing, facing, source = nodes.measurement_geometry(reference if reference is not None else labels, grid)
         said, withheld = nodes.server_context(labels, array)  # the server's refusals of its unedited outlines
-        result = measure(array, spacing, facing, facing_source=source, **said)
+        # the film's exposed field: a body its blank border cuts is truncated, as on the server
+        pixels = nodes.pixels_of(reference) if reference is not None and not reference.IsA(
+            "vtkMRMLLabelMapVolumeNode") and reference.IsA("vtkMRMLScalarVolumeNode") else None
+        field = exposed_field(pixels) if pixels is not None and pixels.shape == array.shape else None
+        result = measure(array, spacing, facing, facing_source=source, field=field, **said)
         withhold(result.vertebrae, withheld)
         return self.measurement.show(result, grid)
 

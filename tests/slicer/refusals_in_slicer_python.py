@@ -1,7 +1,8 @@
 """The server's refusals in Slicer's Measure, in slicer-core's Python: a segmentation as autoSegment leaves it, with
 what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree, the landmarks whose mean
 with the outline gave L4's heights), measured by the Logic, then with one segment edited. Prints the grades and
-flags, and L4's anterior height and its source, by level as JSON (tests/slicer/test_module_files)."""
+flags, and L4's anterior height and its source, by level as JSON (tests/slicer/test_module_files); then the
+unedited spine on a film whose blank border comes within 1 mm of L1."""
 
 from __future__ import annotations
 
@@ -49,7 +50,14 @@ def main() -> int:
         edited[(labels == 22) & (np.arange(labels.shape[1])[None, :] > 105)] = 0  # trim L3's posterior edge
         seg = nodes.show_labels(scene, edited, volume, seg)  # the same node, its segments redrawn
         logic.measure(seg, volume)
-        print(json.dumps({"sent": sent, "edited": graded(logic)}))
+        edited_ = graded(logic)
+        # the same spine on a film padded above row 18: the blank border's edge comes 1 mm from L1, which it may cut
+        pixels = np.random.default_rng(0).normal(1000, 100, labels.shape) + 400 * (labels > 0)
+        pixels[:18] = 0
+        padded = nodes.add_image_volume(scene, Radiograph(pixels.astype(np.uint16), (0.5, 0.5), "PixelSpacing",
+                                                          "left", display_affine((0.5, 0.5)), {}), "padded film")
+        logic.measure(nodes.show_labels(scene, labels, padded), padded)
+        print(json.dumps({"sent": sent, "edited": edited_, "padded": graded(logic)}))
     return 0
 
 

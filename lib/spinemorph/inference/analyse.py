@@ -22,6 +22,7 @@ from spinemorph.inference.segment import Segmentation, segment_passes
 from spinemorph.io import Radiograph
 from spinemorph.levels import codes_in
 from spinemorph.measure import LANDMARK_HEIGHTS, Morphometry, measure
+from spinemorph.measure.field import exposed_field
 from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_views
 from spinemorph.refine.crops import normalised
 from spinemorph.refine.stage import refine
@@ -187,12 +188,13 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     timings["facing_s"] = time.perf_counter() - start
     start = time.perf_counter()
     naming = seg.naming.to_dict() if seg.naming else None
+    field = exposed_field(image.pixels)
 
     def measured(labels, confidence, stages, agreement, landmarks=None):
         return measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,
                        facing_source=source, facing_confidence=facing_confidence, confidence=confidence,
                        level_naming=naming, gates=gates, stages=stages, agreement=agreement, landmarks=landmarks,
-                       heights="mean" if heights == "outline" else heights)
+                       heights="mean" if heights == "outline" else heights, field=field)
 
     result = measured(labels, confidence, stages, agreement, placed)  # each view alone below: its own outlines
     timings["morphometry_s"] = time.perf_counter() - start

@@ -9,6 +9,7 @@ import numpy as np
 from spinemorph.conventions import EDGE_MARGIN_PX
 from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
 from spinemorph.measure.facing import infer_facing
+from spinemorph.measure.field import exposed_field
 from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records, implausible_alone, segment_shapes, withhold
 from spinemorph.measure.geometry import initial_axes, locate_all
 from spinemorph.measure.indices import grade_records, neighbours
@@ -48,16 +49,18 @@ def _checked_spacing(spacing) -> tuple[float, float] | None:
     return row, col
 
 
-def _touches_edge(body: Body, shape: tuple[int, int]) -> bool:
-    """Return True if the body comes within EDGE_MARGIN_PX of the image edge: the edge may have cut it.
+def _touches_edge(body: Body, field: tuple[int, int, int, int], margin: float = EDGE_MARGIN_PX) -> bool:
+    """Return True if the body comes within ``margin`` pixels of the edge of the field (row0, col0, row1, col1),
+    inclusive: the edge may have cut it.
 
     A margin, not mere contact: a segmentation that stops a pixel short of the edge has still lost the part
     of the body beyond it.
     """
     rows, cols = np.nonzero(body.mask)
     r, c = rows + body.origin[0], cols + body.origin[1]
-    m = EDGE_MARGIN_PX
-    return bool(r.min() < m or c.min() < m or r.max() > shape[0] - 1 - m or c.max() > shape[1] - 1 - m)
+    m = margin
+    return bool(r.min() < field[0] + m or c.min() < field[1] + m or r.max() > field[2] - m
+                or c.max() > field[3] - m)
 
 
 def measure(labels, spacing=None, facing: str | None = None, anchor: str | None = None,
@@ -65,7 +68,8 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
             confidence: dict[int, float] | None = None, level_naming: dict | None = None,
             gates: Gates = DEFAULT_GATES, stages: dict[int, int] | None = None,
             agreement: dict[int, float] | None = None,
-            landmarks: dict[int, dict[str, object]] | None = None, heights: str = "mean") -> Morphometry:
+            landmarks: dict[int, dict[str, object]] | None = None, heights: str = "mean",
+            field: tuple[int, int, int, int] | None = None) -> Morphometry:
     """Return the morphometry of every vertebral body in a 2D labelmap.
 
     Args:
@@ -96,6 +100,9 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
             the landmark's and the outline's (the default: on calibration images the heights of either alone are
             further from the truth, and the landmarks alone grade fractures lower), or "landmarks", the landmarks'
             own points.
+        field: the image's exposed field (row0, col0, row1, col1), inclusive (``spinemorph.measure.field.
+            exposed_field`` finds it in the pixels); a body its edge may have cut (``gates.edge_mm``) is
+            ``truncated``, as one at the image's own edge is. None: the whole image.
 
     Example::
 
@@ -124,7 +131,9 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         index_map[b.origin[0]:b.origin[0] + h, b.origin[1]:b.origin[1] + w][b.mask] = i + 1
     reach = np.array([np.array(b.mask.shape) * scale for b in bodies])
     geos = locate_all(index_map, np.array(centroids), initial_axes(centroids, scale), scale, reach)
-    truncated = [_touches_edge(b, arr.shape) for b in bodies]
+    field = (0, 0, arr.shape[0] - 1, arr.shape[1] - 1) if field is None else field
+    margin = max(EDGE_MARGIN_PX, gates.edge_mm / min(spacing)) if spacing else EDGE_MARGIN_PX
+    truncated = [_touches_edge(b, field, margin) for b in bodies]
     usable = [g is not None and not t for g, t in zip(geos, truncated, strict=True)]
     if facing is None:
         idx = [i for i, ok in enumerate(usable) if ok]
@@ -234,8 +243,8 @@ def _named(points: dict, facing: str) -> dict[str, list[float]]:
 
 def measure_radiograph(labels, image, anchor: str | None = None, facing: str | None = None,
                        level_naming: dict | None = None) -> Morphometry:
-    """Return the morphometry of ``labels`` using a ``spinemorph.io.Radiograph``'s spacing and facing;
-    ``level_naming`` (anchor, ``level_uncertain``) says how the levels were named."""
+    """Return the morphometry of ``labels`` using a ``spinemorph.io.Radiograph``'s spacing, facing and exposed
+    field; ``level_naming`` (anchor, ``level_uncertain``) says how the levels were named."""
     source = "argument" if facing else ("PatientOrientation" if image.meta.get("format") == "dicom" else "file")
     return measure(labels, image.spacing_mm, facing or image.facing, anchor, facing_source=source,
-                   level_naming=level_naming)
+                   level_naming=level_naming, field=exposed_field(image.pixels))
