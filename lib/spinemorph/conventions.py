@@ -31,8 +31,12 @@ def genant_grade(reduction: float) -> int:
     return 0
 
 
-def near_edge_codes(labels: np.ndarray, margin: int = EDGE_MARGIN_PX) -> set[int]:
-    """Return the label values that come within ``margin`` pixels of the image edge."""
-    frame = np.concatenate([labels[:margin].ravel(), labels[-margin:].ravel(), labels[:, :margin].ravel(),
-                            labels[:, -margin:].ravel()])
+def near_edge_codes(labels: np.ndarray, margin: int = EDGE_MARGIN_PX,
+                    field: tuple[int, int, int, int] | None = None) -> set[int]:
+    """Return the label values that come within ``margin`` pixels of the image edge, or of the edge of ``field``
+    (row0, col0, row1, col1, inclusive: the exposed field, ``spinemorph.measure.exposed_field``) when given."""
+    r0, c0, r1, c1 = (0, 0, labels.shape[0] - 1, labels.shape[1] - 1) if field is None else field
+    inside = labels[r0:r1 + 1, c0:c1 + 1]
+    frame = np.concatenate([inside[:margin].ravel(), inside[-margin:].ravel(), inside[:, :margin].ravel(),
+                            inside[:, -margin:].ravel()])
     return {int(v) for v in np.unique(frame) if v}

@@ -16,6 +16,7 @@ from spinemorph.inference import load_model, segment
 from spinemorph.inference.analyse import analyse, load_facing, load_landmarks, load_refiner
 from spinemorph.io import Radiograph, sagittal_affine
 from spinemorph.levels import level_name
+from spinemorph.measure import exposed_field
 from spinemorph.networks import head_classes
 
 BUNDLE = Path(__file__).resolve().parents[2] / "sample-apps" / "spinemorph_levels"
@@ -89,6 +90,26 @@ def test_stage_2_measures_a_simulated_fracture_within_1_5_points(heights):
     rec = done.morphometry.by_level()["L2"]
     assert rec.stage == 2 and rec.heights_from == heights and done.labels.shape == image.shape
     assert abs((1 - rec.wedge) - truth["reduction_shown"]) <= 0.015, (rec.wedge, truth["reduction_shown"])
+
+
+def test_a_body_the_films_blank_border_cuts_is_truncated_as_at_the_films_own_edge():
+    """The wedge film cut through its top body: once as it is, once padded with 200 blank rows above. The analysis
+    finds the border and truncates the cut body either way, with no heights and no grade."""
+    image, _ = wedge_film()
+    sim = simulate(4242, 5, SimConfig(size="full", fov="lumbar", facing="left",
+                                      fractures=(Fracture("L2", "wedge", 2, 0.30),)))
+    top = min((v for v in sim.truth["vertebrae"] if not v["truncated"]), key=lambda v: v["center_px"][0])
+    cut = int(top["center_px"][0])  # through the middle of the topmost whole body
+    pixels = image.pixels[cut:]
+    padded = np.vstack([np.zeros((200, pixels.shape[1]), pixels.dtype), pixels])
+    assert exposed_field(padded) == (200, 0, padded.shape[0] - 1, padded.shape[1] - 1)
+    net, spec = load_model(BUNDLE)
+    for film in (pixels, padded):
+        done = analyse(Radiograph(film, image.spacing_mm, "PixelSpacing", "left", image.affine, {"format": "dicom"}),
+                       net, spec, refiner=load_refiner(BUNDLE), landmarks=load_landmarks(BUNDLE))
+        highest = min(done.morphometry.vertebrae, key=lambda r: r.center_px[0])
+        assert "truncated" in highest.flags and highest.Ha_mm is None and highest.genant_grade is None, highest.flags
+        assert sum(r.Ha_mm is not None for r in done.morphometry.vertebrae) >= 3  # the whole bodies below
 
 
 def test_spinemorph_segment_takes_the_heights_from_where_it_is_told_to(tmp_path):

@@ -163,3 +163,13 @@ def test_an_s1_cut_by_the_edge_that_moves_the_networks_naming_leaves_the_count_u
     assert [int(np.bincount(out[said == c]).argmax()) for c in (19, 23)] == [20, 24]
     assert not name_levels(column([19, 20, 21, 22, 23, 26]))[1].level_uncertain  # the same "S1" whole
     assert not name_levels(column([20, 21, 22, 23, 24, 26])[:-6])[1].level_uncertain  # cut, but both count alike
+
+
+def test_a_blank_borders_edge_cuts_the_s1_as_the_films_own_edge_does():
+    """The same film padded below: the "S1" ends at the exposed field's edge, 6 rows above the image's."""
+    said = column([19, 20, 21, 22, 23, 26])[:-6]
+    padded = np.vstack([said, np.zeros((6, said.shape[1]), said.dtype)])
+    assert not name_levels(padded)[1].level_uncertain  # the image's edge is 6 rows away
+    bottom = said.shape[0] - 1
+    naming = name_levels(padded, field=(0, 0, bottom, said.shape[1] - 1))[1]
+    assert naming.level_uncertain and naming.alternatives == (("T12", "L1", "L2", "L3", "L4"),)

@@ -157,16 +157,19 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     refiner = refiner if spec.head != "binary" else None
     landmarks = landmarks if heights != "outline" else None
     start = time.perf_counter()
+    field = exposed_field(image.pixels)  # a blank border's edge cuts bodies (measure) and the sacrum (naming)
+    field_s = time.perf_counter() - start
+    start = time.perf_counter()
     film = normalised(image.pixels) if segmentation is None or refiner or detector else None
     normalise_s = time.perf_counter() - start
     if segmentation is None:
         start = time.perf_counter()
         prepared = preprocess(film, spec.preprocessing, normalised=True)
         preprocess_s = time.perf_counter() - start
-        segmentation = segment_passes(image.pixels, net, spec, device, prepared=prepared)[0]
+        segmentation = segment_passes(image.pixels, net, spec, device, prepared=prepared, field=field)[0]
         segmentation.timings["preprocess_s"] = preprocess_s
     seg = segmentation
-    timings = {"normalise_s": normalise_s, **seg.timings}
+    timings = {"field_s": field_s, "normalise_s": normalise_s, **seg.timings}
     labels, confidence = seg.labels, dict(seg.confidence)
     stages = dict.fromkeys(codes_in(labels), 1)  # stage 1 drew every outline, unless stage 2 redraws it
     agreement = None
@@ -188,7 +191,6 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     timings["facing_s"] = time.perf_counter() - start
     start = time.perf_counter()
     naming = seg.naming.to_dict() if seg.naming else None
-    field = exposed_field(image.pixels)
 
     def measured(labels, confidence, stages, agreement, landmarks=None):
         return measure(labels, image.spacing_mm, facing, anchor=anchor if spec.head == "binary" else None,

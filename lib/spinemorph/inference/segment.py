@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 
 from spinemorph.inference.model import ModelSpec
 from spinemorph.levels import label_window
+from spinemorph.measure.field import exposed_field
 from spinemorph.networks import class_to_code
 from spinemorph.postprocess import LevelNaming, clean_binary, name_levels
 from spinemorph.transforms import PadGeometry, invert_pad, preprocess
@@ -28,8 +30,8 @@ class Segmentation:
 
     labels: np.ndarray
     foreground: np.ndarray  # P(body) per pixel, float32, input grid
-    timings: dict[str, float] = field(default_factory=dict)
-    confidence: dict[int, float] = field(default_factory=dict)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    confidence: dict[int, float] = dataclasses.field(default_factory=dict)
     naming: LevelNaming | None = None
 
 
@@ -71,12 +73,15 @@ def segment(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | t
 @torch.no_grad()
 def segment_passes(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
                    passes: int = 1, postprocess: bool = True,
-                   prepared: tuple[torch.Tensor, PadGeometry] | None = None) -> list[Segmentation]:
+                   prepared: tuple[torch.Tensor, PadGeometry] | None = None,
+                   field: tuple[int, int, int, int] | None = None) -> list[Segmentation]:
     """Return ``passes`` segmentations of one radiograph from one preprocessing and one batched forward: the same
     answer ``passes`` times, unless ``net`` samples (MC dropout, whose masks differ per batch item).
 
     ``prepared``: ``preprocess(pixels, spec.preprocessing)``, when the caller has it already (one preprocessing
-    for a pass without dropout and the MC passes after it).
+    for a pass without dropout and the MC passes after it). ``field``: the film's exposed field, when the caller
+    has it (``spinemorph.measure.exposed_field``; else found here), whose edge may cut the sacrum the levels are
+    counted from.
     """
     times = {}
     start = time.perf_counter()
@@ -85,10 +90,13 @@ def segment_passes(pixels: np.ndarray, net: nn.Module, spec: ModelSpec, device: 
     start = time.perf_counter()
     probs = pass_probabilities(x, net, spec, device, passes)
     times["network_s"] = time.perf_counter() - start
-    return [_on_grid(p, geometry, spec, postprocess, dict(times)) for p in probs]
+    if postprocess and spec.head != "binary" and field is None:
+        field = exposed_field(pixels)
+    return [_on_grid(p, geometry, spec, postprocess, dict(times), field) for p in probs]
 
 
-def _on_grid(probs: torch.Tensor, geometry, spec: ModelSpec, postprocess: bool, times: dict) -> Segmentation:
+def _on_grid(probs: torch.Tensor, geometry, spec: ModelSpec, postprocess: bool, times: dict,
+             field: tuple[int, int, int, int] | None = None) -> Segmentation:
     """Return the segmentation of one item's class probabilities, brought back to the radiograph's grid."""
     start = time.perf_counter()
     # Only the body probability needs smooth edges on the input grid; which level a body pixel belongs to is
@@ -115,7 +123,7 @@ def _on_grid(probs: torch.Tensor, geometry, spec: ModelSpec, postprocess: bool, 
     if postprocess and spec.head == "binary":
         labels = clean_binary(labels)
     elif postprocess:
-        labels, naming = name_levels(labels)
+        labels, naming = name_levels(labels, field=field)
     times["postprocess_s"] = time.perf_counter() - start
     foreground = body.numpy().astype(np.float32)
     return Segmentation(labels, foreground, times, _confidence(labels, foreground), naming)

@@ -299,7 +299,8 @@ def _sacrum(labels: np.ndarray, lowest: tuple) -> np.ndarray | None:
     return sacrum
 
 
-def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) -> tuple[np.ndarray, LevelNaming]:
+def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS,
+                field: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, LevelNaming]:
     """Return a labelmap like ``consistent_levels``', named from the sacrum when it is in view, and how.
 
     With S1 (code 26) right below the lowest body, that body is L5 and the count runs up from there; the sacrum
@@ -307,7 +308,8 @@ def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) ->
     naming stands, flagged ``level_uncertain``, with the namings one level up and down as alternatives. An "S1"
     the film's edge cuts may be a cut lumbar body: where it moves the network's own naming, the anchor's names
     stand but ``level_uncertain`` says so, with the network's naming as the alternative (on the calibration films
-    of series 4500-4700 and 1200, the two such films were both misnamed, one of them by the anchor).
+    of series 4500-4700 and 1200, the two such films were both misnamed, one of them by the anchor). ``field``:
+    the film's exposed field (``spinemorph.measure.exposed_field``), whose edge cuts like the film's own.
     """
     pieces = _pieces(np.where(labels == S1, 0, labels).astype(labels.dtype))
     if not pieces:
@@ -323,7 +325,7 @@ def name_levels(labels: np.ndarray, levels: tuple[int, ...] = TRAINED_LEVELS) ->
         k = len(levels) - 1 - int(position[-1])
         out = _paint(labels.shape, pieces, position, k, levels)
         out[sacrum & (out == 0)] = S1
-        unsure = k != k_net and bool(near_edge_codes(sacrum))  # the film's edge cuts the "S1"
+        unsure = k != k_net and bool(near_edge_codes(sacrum, field=field))  # the film's edge cuts the "S1"
         return out, LevelNaming("S1", unsure, (names(k_net),) if unsure else (), k - k_net)
 
     others = tuple(names(k) for k in (k_net - 1, k_net + 1)
