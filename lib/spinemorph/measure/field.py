@@ -15,7 +15,7 @@ __all__ = ["exposed_field"]
 _REACH = 0.35  # how far in from each side a field edge is looked for, a share of the image's extent
 _STEP = 0.1  # a field edge: the median step between two rows (columns), over 0.1 of the image's 1-99 % range
 _BLANK = 0.5  # beyond a field edge, less than half the texture (mean step along a line) of the median line
-_OUTLIER = 8.0  # ...and over 8 times the median step of the band: noise's largest median is about 4 times it
+_OUTLIER = 8.0  # ...and over 8 times the band's median step: noise's largest median is 4-5 times it
 
 
 def _inner_edge(lines: np.ndarray, reach: int, threshold: float) -> int:

@@ -78,12 +78,13 @@ class Gates:
             images the largest stray of a body's six points was within 0.15 of its depth for 97 % of the bodies of
             40 full-size simulations (median 0.012) and 94 % of those of 60 simulations at 512 px, and beyond it for
             182 of the 183 bodies of 24 CT-DRRs (median 0.62): the landmark network reads anatomy it never saw.
-        edge_mm: a body within this distance of the exposed field's edge (``spinemorph.measure.field``), or within
-            ``EDGE_MARGIN_PX`` when that is more, is ``truncated``: the edge may have cut it. A network's outline
+        edge_mm: a body within this distance of the exposed field's edge (``spinemorph.measure.field``; the image's
+            own edge when the film has no blank border), or within ``EDGE_MARGIN_PX`` when that is more, is
+            ``truncated``: the edge may have cut it. A network's outline
             stops short of an edge that cuts a body, so the pixel margin that serves a truth labelmap misses it, and
             the cut body's short height was graded a fracture and taken as its neighbour's VCR reference. On 60
             full-size calibration simulations (series 4500-4700), 1 mm withheld the three cut bodies that had been
-            graded (one a false grade-2 fracture) and two whole ones: graded VCR MAE 1.67 to 1.60 points, r 0.933
+            graded (one a false grade-2 fracture) and two whole ones: graded VCR MAE 1.67 (3 px) to 1.60 points, r 0.933
             to 0.936, κ and grade-1 fractures found unchanged; 2 mm gave 1.55 but r 0.923, withholding five more
             whole bodies; 3 mm 1.61 and r 0.905.
     """
