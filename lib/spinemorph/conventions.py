@@ -31,12 +31,13 @@ def genant_grade(reduction: float) -> int:
     return 0
 
 
-def near_edge_codes(labels: np.ndarray, margin: int = EDGE_MARGIN_PX,
+def near_edge_codes(labels: np.ndarray, margin: float = EDGE_MARGIN_PX,
                     field: tuple[int, int, int, int] | None = None) -> set[int]:
     """Return the label values that come within ``margin`` pixels of the image edge, or of the edge of ``field``
-    (row0, col0, row1, col1, inclusive: the exposed field, ``spinemorph.measure.exposed_field``) when given."""
+    (row0, col0, row1, col1, inclusive: the exposed field, ``spinemorph.measure.exposed_field``) when given, values
+    beyond that edge included."""
     r0, c0, r1, c1 = (0, 0, labels.shape[0] - 1, labels.shape[1] - 1) if field is None else field
-    inside = labels[r0:r1 + 1, c0:c1 + 1]
-    frame = np.concatenate([inside[:margin].ravel(), inside[-margin:].ravel(), inside[:, :margin].ravel(),
-                            inside[:, -margin:].ravel()])
+    m = int(np.ceil(margin))  # a pixel index within a fractional margin is within its ceiling
+    frame = np.concatenate([labels[:max(r0 + m, 0)].ravel(), labels[max(r1 - m + 1, 0):].ravel(),
+                            labels[:, :max(c0 + m, 0)].ravel(), labels[:, max(c1 - m + 1, 0):].ravel()])
     return {int(v) for v in np.unique(frame) if v}

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from spinemorph.conventions import EDGE_MARGIN_PX
+from spinemorph.conventions import EDGE_MARGIN_PX, near_edge_codes
 from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
 from spinemorph.measure.facing import infer_facing
 from spinemorph.measure.field import exposed_field
@@ -47,20 +47,6 @@ def _checked_spacing(spacing) -> tuple[float, float] | None:
     if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
         raise ValueError(f"spacing must be two positive finite numbers in mm, not {spacing!r}.")
     return row, col
-
-
-def _touches_edge(body: Body, field: tuple[int, int, int, int], margin: float = EDGE_MARGIN_PX) -> bool:
-    """Return True if the body comes within ``margin`` pixels of the edge of the field (row0, col0, row1, col1),
-    inclusive: the edge may have cut it.
-
-    A margin, not mere contact: a segmentation that stops a pixel short of the edge has still lost the part
-    of the body beyond it.
-    """
-    rows, cols = np.nonzero(body.mask)
-    r, c = rows + body.origin[0], cols + body.origin[1]
-    m = margin
-    return bool(r.min() < field[0] + m or c.min() < field[1] + m or r.max() > field[2] - m
-                or c.max() > field[3] - m)
 
 
 def measure(labels, spacing=None, facing: str | None = None, anchor: str | None = None,
@@ -131,9 +117,11 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         index_map[b.origin[0]:b.origin[0] + h, b.origin[1]:b.origin[1] + w][b.mask] = i + 1
     reach = np.array([np.array(b.mask.shape) * scale for b in bodies])
     geos = locate_all(index_map, np.array(centroids), initial_axes(centroids, scale), scale, reach)
-    field = (0, 0, arr.shape[0] - 1, arr.shape[1] - 1) if field is None else field
+    # A body within the margin of the edge (of the image, or of its exposed field) may have been cut: a margin, not
+    # mere contact, since a segmentation stopping a pixel short of the edge has still lost what lies beyond it.
     margin = max(EDGE_MARGIN_PX, gates.edge_mm / min(spacing)) if spacing else EDGE_MARGIN_PX
-    truncated = [_touches_edge(b, field, margin) for b in bodies]
+    cut = near_edge_codes(index_map, margin, field)
+    truncated = [i + 1 in cut for i in range(len(bodies))]
     usable = [g is not None and not t for g, t in zip(geos, truncated, strict=True)]
     if facing is None:
         idx = [i for i, ok in enumerate(usable) if ok]

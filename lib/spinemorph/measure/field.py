@@ -47,13 +47,13 @@ def exposed_field(pixels) -> tuple[int, int, int, int]:
     row (column) within the outer 35 % of the image: on 60 full-size calibration simulations (series 4500-4700)
     it found every padded border to the pixel and cut no body elsewhere.
     """
-    x = np.asarray(pixels, np.float32)
+    x = np.asarray(pixels)
     x = x[..., 0] if x.ndim == 3 else x
     h, w = x.shape
     stride = max(1, min(h, w) // 512)  # on a large film, every few columns (rows) speak for a row's (column's) step
-    low, high = np.percentile(x[::stride, ::stride], (1, 99))
+    rows, cols = x[:, ::stride].astype(np.float32), x[::stride, :].T.astype(np.float32)  # float: no wrapped steps
+    low, high = np.percentile(rows[::stride], (1, 99))
     threshold = _STEP * max(float(high - low), 1e-6)
-    rows, cols = x[:, ::stride], x[::stride, :].T
     reach_r, reach_c = int(_REACH * h), int(_REACH * w)
     return (_inner_edge(rows, reach_r, threshold), _inner_edge(cols, reach_c, threshold),
             h - 1 - _inner_edge(rows[::-1], reach_r, threshold), w - 1 - _inner_edge(cols[::-1], reach_c, threshold))
