@@ -154,6 +154,24 @@ def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbou
         assert rec.genant_grade == 0 and "one_neighbour" in rec.flags
 
 
+def test_a_body_refused_only_because_the_stages_disagree_is_a_reference_when_in_proportion():
+    """Stage 2 redrew L2 unlike stage 1 (``stages_disagree``), but at its neighbours' size: its heights are right
+    far more often than not, and a VCR against one neighbour carries the neighbours' natural difference."""
+    short = spine(L1=(74, 110, 30, 90))  # L1 36 rows tall: a 10 % reduction against T12 and L2 (40 each)
+    agreement = {19: 0.9, 20: 0.85, 21: 0.3, 22: 0.92, 23: 0.88}
+    by = measure(short, (1.0, 1.0), "left", agreement=agreement).by_level()
+    assert by["L2"].genant_grade is None and "stages_disagree" in by["L2"].flags  # still refused itself
+    assert "one_neighbour" not in by["L1"].flags and "one_neighbour" not in by["L3"].flags
+    assert by["L1"].vcr_percent == pytest.approx(10.0, abs=1.0) and by["L1"].genant_grade == 0
+    strict = measure(short, (1.0, 1.0), "left", agreement=agreement,
+                     gates=replace(DEFAULT_GATES, reference=1.05)).by_level()  # judged pair by pair
+    assert "one_neighbour" in strict["L1"].flags and "one_neighbour" not in strict["L3"].flags  # 40/36 vs 40/40
+    low = {**agreement, 21: 0.9}
+    confidence = {19: 0.99, 20: 0.99, 21: 0.5, 22: 0.99, 23: 0.99}  # refused for another reason too: no reference
+    by = measure(short, (1.0, 1.0), "left", agreement=low, confidence=confidence).by_level()
+    assert "low_model_confidence" in by["L2"].flags and "one_neighbour" in by["L1"].flags
+
+
 def _sloped(labels: np.ndarray, code: int, rows: tuple[int, int], front: int, back: int) -> np.ndarray:
     """Redraw body ``code`` in columns 30-89 (anterior on the left) with its inferior endplate at ``rows[1]`` and
     its superior endplate sloping, so that it is ``front`` rows tall in front and ``back`` behind."""

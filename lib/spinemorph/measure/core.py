@@ -10,7 +10,15 @@ from spinemorph.conventions import EDGE_MARGIN_PX, near_edge_codes
 from spinemorph.measure.bodies import Body, checked_labelmap, find_bodies
 from spinemorph.measure.facing import infer_facing
 from spinemorph.measure.field import exposed_field
-from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_records, implausible_alone, segment_shapes, withhold
+from spinemorph.measure.gates import (
+    DEFAULT_GATES,
+    Gates,
+    alone_reasons,
+    gate_records,
+    references,
+    segment_shapes,
+    withhold,
+)
 from spinemorph.measure.geometry import initial_axes, locate_all
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
@@ -142,10 +150,12 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     for rec in records:
         rec.confidence, rec.stage = (confidence or {}).get(rec.code), (stages or {}).get(rec.code)
         rec.agreement = (agreement or {}).get(rec.code)
-    # A segment that is no plausible body on its own is no neighbour: not a reference for VCR, crush or size.
+    # A segment that is no plausible body on its own is no neighbour: not a reference for the size checks, nor for
+    # VCR and crush unless stage 2's outline of it is in proportion (``references``).
     shapes = segment_shapes(records, bodies)  # once, for both passes of the gates
-    bad = implausible_alone(records, bodies, confidence, gates, agreement, shapes)
-    pairs = [tuple(None if j in bad else j for j in pair) for pair in neighbours([b.code for b in bodies], centroids)]
+    reasons = alone_reasons(records, bodies, confidence, gates, agreement, shapes)
+    bad = {i for i, why in reasons.items() if why}
+    pairs = references(records, neighbours([b.code for b in bodies], centroids), reasons, gates)
     grade_records(records, pairs, "mm" if spacing else "px")
     gate_records(records, bodies, confidence, facing_uncertain, gates, agreement, exclude=bad, shapes=shapes)
     for rec, points in placed:  # judged on the outline; reported where the heights were measured
