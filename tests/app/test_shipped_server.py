@@ -43,7 +43,7 @@ def test_one_call_runs_both_stages_and_reports_both_opinions(shipped_server):
     assert any(v["stage"] == 2 for v in records) and all(v["stage"] in (1, 2) for v in records)
     assert {v["heights_from"] for v in records if v["stage"] == 2 and v["Ha_mm"] is not None
             and "landmarks_disagree" not in v["flags"]} == {"mean"}  # the default: of landmarks and outline
-    assert result["model_version"].startswith("0.4") and "stage2_network_s" in result["timings"]
+    assert result["model_version"].startswith("0.5") and "stage2_network_s" in result["timings"]
     assert "landmarks_network_s" in result["timings"]
     calls = result["fracture_calls"]
     assert calls and {c["level"] for c in calls} <= {v["level"] for v in records}
