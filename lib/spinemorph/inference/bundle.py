@@ -21,6 +21,8 @@ SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/downlo
 
 _COMPANIONS = {"facing.pt": "facing model (spinemorph.facing)", "refine.pt": "stage-2 network (spinemorph.refine)",
                "landmarks.pt": "six-point landmark network on stage 2's crops (spinemorph.refine.landmarks)"}
+# The LICENSE every written bundle gets. Weights trained on CC BY-SA data (spinemorph_levels' models/model.pt since
+# 0.5.0: VerSe'19 CTs) must carry that licence instead: that bundle's LICENSE was written by hand.
 _LICENSE = """Apache License 2.0
 
 Copyright 2026 the SpineMorph authors. Licensed under the Apache License, Version 2.0 (the "License"); you may not
