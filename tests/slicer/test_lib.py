@@ -63,6 +63,34 @@ def test_regrading_unchanged_records_reproduces_measure(boxes):
     assert again.to_dict() == boxes.to_dict()
 
 
+def _same(result) -> list[dict]:
+    return [{**v, "flags": sorted(v["flags"])} for v in result.to_dict()["vertebrae"]]
+
+
+def test_regrading_keeps_a_body_refused_on_its_own_out_of_its_neighbours_vcr_until_it_is_placed():
+    """``measure`` measures L3 against its other neighbour alone, and L5 against none, when L4 fails gates on its
+    own (here its stages disagree and the network doubts it); a re-grade in Slicer, after any point moved, must do
+    the same, not take L4 back as their reference, and take it back once the annotator has placed L4's points."""
+    labels = box_spine()
+    measured = measure(labels, (0.5, 0.5), "left", agreement={23: 0.3}, confidence={c: 0.5 if c == 23 else 0.99
+                                                                                    for c in range(20, 25)})
+    by = measured.by_level()
+    assert {"stages_disagree", "low_model_confidence"} <= set(by["L4"].flags)
+    assert "one_neighbour" in by["L3"].flags and by["L5"].vcr_percent is None
+    again = copy.deepcopy(measured)
+    regrade(again)
+    assert _same(again) == _same(measured)
+    l4 = again.by_level()["L4"]
+    set_station(l4, "anterior", l4.points["superior_anterior"], l4.points["inferior_anterior"], again.spacing_mm)
+    regrade(again)
+    by = again.by_level()
+    assert "one_neighbour" not in by["L3"].flags and by["L5"].vcr_percent == pytest.approx(0.0, abs=1e-6)
+    in_proportion = measure(labels, (0.5, 0.5), "left", agreement={23: 0.3})  # stages_disagree alone: a reference
+    again = copy.deepcopy(in_proportion)
+    regrade(again)
+    assert _same(again) == _same(in_proportion) and "one_neighbour" not in again.by_level()["L3"].flags
+
+
 def test_moving_one_station_regrades_it_and_its_neighbours(boxes):
     l2 = boxes.by_level()["L2"]
     top, bottom = np.array(l2.points["superior_anterior"]), np.array(l2.points["inferior_anterior"])

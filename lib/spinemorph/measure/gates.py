@@ -48,7 +48,7 @@ from scipy.spatial import ConvexHull, QhullError
 from spinemorph.measure.records import VertebraRecord
 
 __all__ = ["Gates", "DEFAULT_GATES", "TRUTH_GATES", "gate_records", "gate_views", "withhold", "alone_reasons",
-           "references", "segment_statistics", "segment_shapes", "solidity", "GATE_FLAGS"]
+           "flagged_reasons", "references", "segment_statistics", "segment_shapes", "solidity", "GATE_FLAGS"]
 
 GATE_FLAGS = ("not_solid", "implausible_size", "implausible_shape", "no_neighbour", "points_outside",
               "low_model_confidence", "stages_disagree", "views_disagree", "coarse_outline", "landmarks_disagree")
@@ -274,6 +274,27 @@ def alone_reasons(records: list[VertebraRecord], bodies: list, confidence: dict[
     calibration simulations)."""
     return {i: _reasons(stats, gates, alone=True)
             for i, stats in segment_statistics(records, bodies, confidence, agreement, shapes=shapes).items()}
+
+
+#: The flags of gates that judge a segment alone, whatever its neighbours: ``implausible_size`` is one only when the
+#: record's own size is out of bounds (``gates.size_mm``), since a size out of proportion to the neighbours is too.
+_ALONE_FLAGS = ("not_solid", "implausible_shape", "points_outside", "low_model_confidence", "stages_disagree")
+
+
+def flagged_reasons(records: list[VertebraRecord], gates: Gates = DEFAULT_GATES) -> dict[int, list[str]]:
+    """Return ``alone_reasons`` as the records' flags keep them, for records measured before (a morphometry JSON,
+    Slicer's table) whose segments are not at hand: what ``references`` needs to re-grade them as ``measure``
+    graded them. A record an annotator has placed has no gate flags, and is a reference again."""
+    out = {}
+    for i, rec in enumerate(records):
+        if not rec.points:
+            continue
+        why = [f for f in _ALONE_FLAGS if f in rec.flags]
+        if "implausible_size" in rec.flags and any(v is not None and not gates.size_mm[0] <= v <= gates.size_mm[1]
+                                                  for v in _size_mm(rec)):
+            why.append("implausible_size")
+        out[i] = why
+    return out
 
 
 def _tallest_height(rec: VertebraRecord) -> float | None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from spinemorph.levels import is_level_code, level_code, level_color, level_name
 from spinemorph.measure import Morphometry, VertebraRecord
-from spinemorph.measure.gates import GATE_FLAGS
+from spinemorph.measure.gates import GATE_FLAGS, flagged_reasons, references
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.overlay import GRADE_COLORS
 
@@ -128,14 +128,16 @@ def set_station(record: VertebraRecord, station: str, superior, inferior, spacin
 
 def regrade(result: Morphometry) -> None:
     """Recompute every record's indices, VCR and Genant grade in place from its current heights; a record the gates
-    refused (``low_confidence``, ``facing_uncertain``) stays ungraded."""
+    refused (``low_confidence``, ``facing_uncertain``) stays ungraded, and one refused on its own is no neighbour's
+    VCR reference unless ``measure`` would take it (``references``), so an unedited result re-grades as measured."""
     for rec in result.vertebrae:
         for name in _GRADED:
             setattr(rec, name, None)
         rec.flags = [f for f in rec.flags if f not in _GRADING_FLAGS]
     codes = [rec.code for rec in result.vertebrae]
     centres = [np.asarray(rec.center_px, float) for rec in result.vertebrae]
-    grade_records(result.vertebrae, neighbours(codes, centres), result.unit)
+    reasons = flagged_reasons(result.vertebrae)
+    grade_records(result.vertebrae, references(result.vertebrae, neighbours(codes, centres), reasons), result.unit)
     for rec in result.vertebrae:
         if "low_confidence" in rec.flags or "facing_uncertain" in rec.flags:
             rec.genant_grade, rec.deformity = None, None
