@@ -70,3 +70,24 @@ def test_morphometry_errors_are_also_summarised_over_the_graded_vertebrae_alone(
     whole = summarise(compare(measure(spine(), (1.0, 1.0), "left"), truth))
     assert whole["graded_one_neighbour"] == 2
     assert whole["vcr_mae_graded_both_neighbours"] > whole["vcr_mae_graded_points"] > 0
+
+
+def test_pairing_by_body_scores_the_morphometry_apart_from_the_naming():
+    """Bodies measured right but each named one level down: by name every pair is a neighbour's, by body none is."""
+    from spinemorph.evaluation.morphometry import compare, summarise
+    from spinemorph.measure import measure
+    from tests.measure.test_gates import ROWS, spine
+
+    heights = {19: 40.0, 20: 40.0, 21: 30.0, 22: 40.0, 23: 40.0}
+    names = {19: "T12", 20: "L1", 21: "L2", 22: "L3", 23: "L4"}
+    truth = {"vertebrae": [{"level": names[c], "code": c, "truncated": False, "Ha_mm": h, "Hm_mm": h, "Hp_mm": h,
+                            "genant_grade": 0, "deformity": "none", "center_px": [(ROWS[c][0] + ROWS[c][1]) / 2, 60.0]}
+                           for c, h in heights.items()]}
+    labels = spine(L2=(125, 155, 30, 90))  # L2 30 rows tall about its truth centre
+    shifted = np.where(labels > 0, labels + 1, 0).astype(np.uint8)  # T12 called L1, ..., L4 called L5
+    result = measure(shifted, (1.0, 1.0), "left")
+    by_name, by_body = summarise(compare(result, truth)), summarise(compare(result, truth, by="body"))
+    assert by_name["missed"] == 1 and by_name["misnamed"] == 0 and by_name["height_mae_mm"] > 2.0
+    assert by_body["missed"] == 0 and by_body["misnamed"] == 5 and by_body["height_mae_mm"] < 0.5
+    with pytest.raises(ValueError, match="by must be"):
+        compare(result, truth, by="name")

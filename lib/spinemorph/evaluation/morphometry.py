@@ -10,7 +10,7 @@ from spinemorph.evaluation.stats import bland_altman, cohen_kappa, pearson_r
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
 
-__all__ = ["truth_records", "Pairs", "compare", "summarise"]
+__all__ = ["truth_records", "Pairs", "compare", "by_body", "summarise"]
 
 
 def truth_records(truth: dict) -> list[VertebraRecord]:
@@ -46,12 +46,33 @@ class Pairs:
     graded_heights: list[tuple[float, float]] = field(default_factory=list)
     graded_vcr: list[tuple[float, float]] = field(default_factory=list)
     graded_vcr_neighbours: list[int] = field(default_factory=list)  # per graded_vcr pair: neighbours it measured by
+    misnamed: int = 0  # paired by body: truth bodies whose measured record has another level's name
 
 
-def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pairs:
-    """Add the pairs of one image to ``pairs`` (a new Pairs if None) and return it."""
+def by_body(result: Morphometry, truth: dict) -> dict[str, VertebraRecord]:
+    """Return, per truth level, the measured record of that body whatever its name: each measured record goes to
+    the truth body whose centre is nearest its own, the nearer record where two go to one body. What the
+    morphometry measured, apart from how the levels were named (``compare(..., by="body")``)."""
+    centres = {v["level"]: np.asarray(v["center_px"], float) for v in truth["vertebrae"] if v.get("center_px")}
+    out: dict[str, tuple[float, VertebraRecord]] = {}
+    for rec in result.vertebrae:
+        if not centres or rec.center_px is None:
+            continue
+        here = np.asarray(rec.center_px, float)
+        level, distance = min(((k, float(np.linalg.norm(c - here))) for k, c in centres.items()), key=lambda x: x[1])
+        if level not in out or distance < out[level][0]:
+            out[level] = (distance, rec)
+    return {level: rec for level, (_, rec) in out.items()}
+
+
+def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None, by: str = "level") -> Pairs:
+    """Add the pairs of one image to ``pairs`` (a new Pairs if None) and return it: each truth vertebra against the
+    measured one of its level's name (``by="level"``, what a reader of the table gets), or against the measured
+    record of the same body, named right or not (``by="body"``: ``by_body``)."""
+    if by not in ("level", "body"):
+        raise ValueError(f"by must be 'level' or 'body', not {by!r}.")
     pairs = pairs or Pairs()
-    measured = result.by_level()
+    measured = result.by_level() if by == "level" else by_body(result, truth)
     for t in truth_records(truth):
         if t.Ha_mm is None:
             continue
@@ -59,6 +80,7 @@ def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None) -> Pai
         if m is None or m.Ha_mm is None:
             pairs.missed += 1
             continue
+        pairs.misnamed += m.level != t.level
         heights = [(t.height(h, "mm"), m.height(h, "mm")) for h in pairs.heights]
         for h, pair in zip(pairs.heights, heights, strict=True):
             pairs.heights[h].append(pair)
@@ -108,4 +130,5 @@ def summarise(pairs: Pairs) -> dict[str, float]:
     out["genant_kappa"] = cohen_kappa(g[:, 0], g[:, 1], categories=[0, 1, 2, 3]) if len(g) else float("nan")
     out["type_agreement"] = float(np.mean([a == b for a, b in pairs.kind])) if pairs.kind else float("nan")
     out["vertebrae"], out["missed"], out["refused"] = float(len(g)), float(pairs.missed), float(pairs.refused)
+    out["misnamed"] = float(pairs.misnamed)
     return out
