@@ -154,6 +154,17 @@ def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbou
         assert rec.genant_grade == 0 and "one_neighbour" in rec.flags
 
 
+def test_two_bodies_drawn_as_one_segment_are_no_reference_for_their_neighbours():
+    """L2 and L3 drawn as one segment, twice a body's height: refused (``implausible_size``), and L1 is measured
+    against T12 alone, not made to look crushed against a neighbour twice its height (a false grade 2)."""
+    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
+    merged[merged == 22] = 0
+    by = measure(merged, (0.4, 0.4), "left").by_level()  # 32 mm: a size one body may have, so only its neighbours tell
+    assert by["L2"].genant_grade is None and "implausible_size" in by["L2"].flags
+    assert "one_neighbour" in by["L1"].flags and by["L1"].vcr_percent == pytest.approx(0.0, abs=1.0)
+    assert by["L1"].genant_grade == 0
+
+
 def test_a_body_refused_only_because_the_stages_disagree_is_a_reference_when_in_proportion():
     """Stage 2 redrew L2 unlike stage 1 (``stages_disagree``), but at its neighbours' size: its heights are right
     far more often than not, and a VCR against one neighbour carries the neighbours' natural difference."""

@@ -21,6 +21,7 @@ from SpineMorphLib.records import labels_from_export, regrade, row_colors, set_s
 from SpineMorphLib.report import answered_by, patient_report, render_overlay, result_summary, write_table_csv
 from SpineMorphLib.sample import box_spine
 from SpineMorphLib.training import TrainingMonitor, train_progress
+from tests.measure.test_gates import spine
 from tests.slicer.conftest import REPO
 
 
@@ -89,6 +90,13 @@ def test_regrading_keeps_a_body_refused_on_its_own_out_of_its_neighbours_vcr_unt
     again = copy.deepcopy(in_proportion)
     regrade(again)
     assert _same(again) == _same(in_proportion) and "one_neighbour" not in again.by_level()["L3"].flags
+    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))  # L2 and L3 as one segment: nobody's reference
+    merged[merged == 22] = 0
+    measured = measure(merged, (0.4, 0.4), "left")
+    assert "implausible_size" in measured.by_level()["L2"].flags and "one_neighbour" in measured.by_level()["L1"].flags
+    again = copy.deepcopy(measured)
+    regrade(again)
+    assert _same(again) == _same(measured)
 
 
 def test_moving_one_station_regrades_it_and_its_neighbours(boxes):

@@ -17,6 +17,7 @@ from spinemorph.measure.gates import (
     gate_records,
     references,
     segment_shapes,
+    too_tall,
     withhold,
 )
 from spinemorph.measure.geometry import initial_axes, locate_all
@@ -154,6 +155,10 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     # VCR and crush unless stage 2's outline of it is in proportion (``references``).
     shapes = segment_shapes(records, bodies)  # once, for both passes of the gates
     reasons = alone_reasons(records, bodies, confidence, gates, agreement, shapes)
+    bad = {i for i, why in reasons.items() if why}
+    for i in too_tall(records, bad, gates):  # bodies merged into one segment: nobody's reference either
+        if "implausible_size" not in reasons[i]:
+            reasons[i].append("implausible_size")
     bad = {i for i, why in reasons.items() if why}
     pairs = references(records, neighbours([b.code for b in bodies], centroids), reasons, gates)
     grade_records(records, pairs, "mm" if spacing else "px")

@@ -48,7 +48,8 @@ from scipy.spatial import ConvexHull, QhullError
 from spinemorph.measure.records import VertebraRecord
 
 __all__ = ["Gates", "DEFAULT_GATES", "TRUTH_GATES", "gate_records", "gate_views", "withhold", "alone_reasons",
-           "flagged_reasons", "references", "segment_statistics", "segment_shapes", "solidity", "GATE_FLAGS"]
+           "flagged_reasons", "too_tall", "references", "segment_statistics", "segment_shapes", "solidity",
+           "GATE_FLAGS"]
 
 GATE_FLAGS = ("not_solid", "implausible_size", "implausible_shape", "no_neighbour", "points_outside",
               "low_model_confidence", "stages_disagree", "views_disagree", "coarse_outline", "landmarks_disagree")
@@ -62,7 +63,8 @@ class Gates:
         solidity: least area / convex-hull area.
         area: (low, high) ratio of the area to the neighbours' median area.
         depth: (low, high) ratio of the AP depth to the neighbours' median depth.
-        height: (low, high) ratio of the tallest height to the neighbours' median tallest height.
+        height: (low, high) ratio of the tallest height to the neighbours' median tallest height; above ``high``
+            a segment is no neighbour's VCR reference either (``too_tall``: bodies merged into one segment).
         point_tolerance_px: how far outside the segment a station may sit (it lies on the edge by design).
         confidence: least mean body probability over the segment.
         facing: least facing confidence to grade at all.
@@ -280,15 +282,33 @@ def alone_reasons(records: list[VertebraRecord], bodies: list, confidence: dict[
             for i, stats in segment_statistics(records, bodies, confidence, agreement, shapes=shapes).items()}
 
 
+def too_tall(records: list[VertebraRecord], exclude: set[int] | frozenset = frozenset(),
+             gates: Gates = DEFAULT_GATES) -> set[int]:
+    """Return the measured records (by index) taller than ``gates.height``'s upper bound times the median tallest
+    height of the measured records within two places (those in ``exclude`` left out): the size gate's test, on the
+    records alone. No single body is that much taller than its neighbours; two or three bodies merged into one
+    segment are, and as a neighbour's VCR reference such a segment made a sound body look crushed (a false grade 2
+    on a test spine with L2 and L3 drawn as one)."""
+    measured = [i for i, r in enumerate(records) if r.points]
+    out = set()
+    for i in measured:
+        ratio = _ratio(_tallest(records[i]), [_tallest(records[j]) for j in measured
+                                              if j != i and abs(j - i) <= 2 and j not in exclude])
+        if ratio is not None and ratio > gates.height[1]:
+            out.add(i)
+    return out
+
+
 #: The flags of gates that judge a segment alone, whatever its neighbours: ``implausible_size`` is one only when the
 #: record's own size is out of bounds (``gates.size_mm``), since a size out of proportion to the neighbours is too.
 _ALONE_FLAGS = ("not_solid", "implausible_shape", "points_outside", "low_model_confidence", "stages_disagree")
 
 
 def flagged_reasons(records: list[VertebraRecord], gates: Gates = DEFAULT_GATES) -> dict[int, list[str]]:
-    """Return ``alone_reasons`` as the records' flags keep them, for records measured before (a morphometry JSON,
-    Slicer's table) whose segments are not at hand: what ``references`` needs to re-grade them as ``measure``
-    graded them. A record an annotator has placed has no gate flags, and is a reference again."""
+    """Return ``alone_reasons`` as the records' flags keep them, with the segments ``too_tall`` (which ``measure``
+    adds to them), for records measured before (a morphometry JSON, Slicer's table) whose segments are not at
+    hand: what ``references`` needs to re-grade them as ``measure`` graded them. A record an annotator has placed
+    has no gate flags, and is a reference again."""
     out = {}
     for i, rec in enumerate(records):
         if not rec.points:
@@ -298,6 +318,9 @@ def flagged_reasons(records: list[VertebraRecord], gates: Gates = DEFAULT_GATES)
                                                   for v in _size_mm(rec)):
             why.append("implausible_size")
         out[i] = why
+    for i in too_tall(records, {i for i, why in out.items() if why}, gates):
+        if "implausible_size" in records[i].flags and "implausible_size" not in out[i]:
+            out[i].append("implausible_size")
     return out
 
 
