@@ -156,10 +156,11 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     shapes = segment_shapes(records, bodies)  # once, for both passes of the gates
     reasons = alone_reasons(records, bodies, confidence, gates, agreement, shapes)
     bad = {i for i, why in reasons.items() if why}
-    for i in too_tall(records, bad, gates):  # bodies merged into one segment: nobody's reference either
+    tall = too_tall(records, bad, gates)  # bodies merged into one segment: nobody's reference either
+    for i in tall:
         if "implausible_size" not in reasons[i]:
             reasons[i].append("implausible_size")
-    bad = {i for i, why in reasons.items() if why}
+    bad |= tall
     pairs = references(records, neighbours([b.code for b in bodies], centroids), reasons, gates)
     grade_records(records, pairs, "mm" if spacing else "px")
     gate_records(records, bodies, confidence, facing_uncertain, gates, agreement, exclude=bad, shapes=shapes)

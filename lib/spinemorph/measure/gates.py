@@ -222,6 +222,12 @@ def segment_shapes(records: list[VertebraRecord], bodies: list) -> dict[int, tup
     return out
 
 
+def _near(measured: list[int], i: int, exclude: set[int] | frozenset) -> list[int]:
+    """Return the measured records within two places of record ``i`` that are someone's neighbour (not excluded):
+    the ones the size gate compares it with."""
+    return [j for j in measured if j != i and abs(j - i) <= 2 and j not in exclude]
+
+
 def segment_statistics(records: list[VertebraRecord], bodies: list, confidence: dict[int, float] | None = None,
                        agreement: dict[int, float] | None = None, exclude: set[int] | frozenset = frozenset(),
                        shapes: dict[int, tuple[float, float]] | None = None) -> dict[int, dict]:
@@ -234,7 +240,7 @@ def segment_statistics(records: list[VertebraRecord], bodies: list, confidence: 
     out = {}
     for i in measured:
         rec, body = records[i], bodies[i]
-        near = [j for j in measured if j != i and abs(j - i) <= 2 and j not in exclude]
+        near = _near(measured, i, exclude)
         tallest_mm, depth_mm = _size_mm(rec)
         out[i] = {"fragmented": "fragmented" in rec.flags, "solidity": shapes[i][0],
                   "area": _ratio(float(body.mask.sum()), [float(bodies[j].mask.sum()) for j in near]),
@@ -290,13 +296,9 @@ def too_tall(records: list[VertebraRecord], exclude: set[int] | frozenset = froz
     segment are, and as a neighbour's VCR reference such a segment made a sound body look crushed (a false grade 2
     on a test spine with L2 and L3 drawn as one)."""
     measured = [i for i, r in enumerate(records) if r.points]
-    out = set()
-    for i in measured:
-        ratio = _ratio(_tallest(records[i]), [_tallest(records[j]) for j in measured
-                                              if j != i and abs(j - i) <= 2 and j not in exclude])
-        if ratio is not None and ratio > gates.height[1]:
-            out.add(i)
-    return out
+    ratios = {i: _ratio(_tallest(records[i]), [_tallest(records[j]) for j in _near(measured, i, exclude)])
+              for i in measured}
+    return {i for i, ratio in ratios.items() if ratio is not None and ratio > gates.height[1]}
 
 
 #: The flags of gates that judge a segment alone, whatever its neighbours: ``implausible_size`` is one only when the
@@ -319,7 +321,7 @@ def flagged_reasons(records: list[VertebraRecord], gates: Gates = DEFAULT_GATES)
             why.append("implausible_size")
         out[i] = why
     for i in too_tall(records, {i for i, why in out.items() if why}, gates):
-        if "implausible_size" in records[i].flags and "implausible_size" not in out[i]:
+        if "implausible_size" in records[i].flags and "implausible_size" not in out[i]:  # placed since: a reference
             out[i].append("implausible_size")
     return out
 
