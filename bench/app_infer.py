@@ -39,9 +39,9 @@ from spinemorph.data.dataset import simulate_studies  # noqa: E402
 from spinemorph.data.simulate import SimConfig  # noqa: E402
 from tests.app.server import running_server  # noqa: E402
 
-STAGES = ("load_s", "field_s", "normalise_s", "preprocess_s", "network_s", "postprocess_s", "stage2_crops_s",
-          "stage2_network_s", "stage2_paste_s", "landmarks_crops_s", "landmarks_network_s", "morphometry_s",
-          "detector_s", "write_s")
+STAGES = ("load_s", "field_s", "normalise_s", "preprocess_s", "network_s", "postprocess_s", "stage2_split_s",
+          "stage2_crops_s", "stage2_network_s", "stage2_paste_s", "landmarks_crops_s", "landmarks_network_s",
+          "morphometry_s", "detector_s", "write_s")
 LEAN = {"stage2": False, "detector": False}  # stage 1 alone, no detector opinion
 STOCK_APP = '''
 import os

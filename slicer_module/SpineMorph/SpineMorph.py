@@ -338,6 +338,9 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, Corrections, 
         field = exposed_field(pixels) if pixels is not None and pixels.shape == array.shape else None
         result = measure(array, spacing, facing, facing_source=source, field=field, **said)
         withhold(result.vertebrae, withheld)
+        notes = nodes.server_notes(labels, array)  # e.g. split: stage 1 drew the body merged with a neighbour
+        for rec in result.vertebrae:
+            rec.flags += [f for f in notes.get(rec.code, []) if f not in rec.flags]
         return self.measurement.show(result, grid)
 
 

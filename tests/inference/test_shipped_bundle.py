@@ -130,3 +130,30 @@ def test_spinemorph_segment_takes_the_heights_from_where_it_is_told_to(tmp_path)
         assert all(v["landmarks"] for v in stage2)  # the network's own points, whichever heights they gave
     assert {v["heights_from"] for v in said["outline"] if v["Ha_mm"] is not None} == {"outline"}
     assert not any(v["landmarks"] for v in said["outline"])  # the network did not run
+
+
+def test_two_bodies_stage_1_drew_as_one_are_cut_apart_and_measured_each_in_its_own_crop():
+    """The wedge film with stage 1's L3 and L4 painted as one segment named L3, the disc between them too, as stage 1
+    draws them on an odd contrast: the segment is cut at the level the naming left missing, stage 2 redraws each
+    part, and both bodies get the heights they get when stage 1 drew them apart (flagged ``split``)."""
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    from spinemorph.inference.segment import segment_passes
+    from spinemorph.levels import level_code
+
+    image, _ = wedge_film()
+    net, spec = load_model(BUNDLE)
+    networks = {"refiner": load_refiner(BUNDLE), "landmarks": load_landmarks(BUNDLE)}
+    seg = segment_passes(image.pixels, net, spec)[0]
+    l3, l4 = level_code("L3"), level_code("L4")
+    both = ndimage.binary_closing((seg.labels == l3) | (seg.labels == l4), np.ones((81, 1), bool))
+    merged = np.where(both, l3, np.where(seg.labels == l4, 0, seg.labels)).astype(seg.labels.dtype)
+    apart = analyse(image, net, spec, segmentation=seg, **networks).morphometry.by_level()
+    cut = analyse(image, net, spec, segmentation=replace(seg, labels=merged), **networks).morphometry.by_level()
+    for level in ("L3", "L4"):
+        assert cut[level].stage == 2 and "split" in cut[level].flags and "split" not in apart[level].flags
+        for h in ("Ha_mm", "Hm_mm", "Hp_mm"):
+            assert abs(getattr(cut[level], h) - getattr(apart[level], h)) <= 0.5, (level, h)
+    assert cut["L2"].genant_grade == apart["L2"].genant_grade == 2

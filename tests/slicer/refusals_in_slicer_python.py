@@ -39,7 +39,8 @@ def main() -> int:
         volume = nodes.add_image_volume(scene, image, "film")
         seg = nodes.show_labels(scene, labels, volume)
         said = [{"code": c, "stage": 2, "agreement": 0.3 if c == 21 else 0.9,  # L2: stage 2 drew something else
-                 "flags": ["low_confidence", "views_disagree"] if c == 22 else []} for c in range(20, 25)]
+                 "flags": ["low_confidence", "views_disagree"] if c == 22 else ["split"] if c == 24 else []}
+                for c in range(20, 25)]  # L5: stage 1 drew it merged with L4
         l4 = measure(labels, (0.5, 0.5), "left").by_level()["L4"].points  # the server's landmarks: L4's
         l4 = {**l4, "inferior_anterior": [l4["inferior_anterior"][0] - 2.0, l4["inferior_anterior"][1]]}  # Ha 2 px less
         said[3].update(heights_from="mean", landmarks=l4)  # its heights: the mean of these and the outline's

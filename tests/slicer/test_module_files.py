@@ -99,6 +99,8 @@ def test_measure_keeps_the_servers_refusals_of_its_unedited_outlines():
     for seen_ in (sent, edited):  # L4 unedited: the mean of the server's landmarks (Ha 2 px short) and the outline
         assert seen_["L4"][3] == "mean" and abs(seen_["L4"][2] - (seen_["L5"][2] - 1.0)) < 0.01
     assert edited["L3"][3] == "outline"  # edited: measured as drawn
+    assert "split" in sent["L5"][1] and "split" in edited["L5"][1]  # the server's note on an unedited outline
+    assert not any("split" in seen_[v][1] for seen_ in (sent, edited) for v in ("L1", "L2", "L3", "L4"))
     padded = seen["padded"]  # the film's blank border may have cut L1: not measured, and no reference for L2
     assert padded["L1"][2] is None and "truncated" in padded["L1"][1] and "no_upper_neighbour" in padded["L2"][1]
     assert padded["L3"][0] == 2

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from spinemorph.levels import codes_in
 from spinemorph.measure import LANDMARK_HEIGHTS, Morphometry, measure
 from spinemorph.measure.field import exposed_field
 from spinemorph.measure.gates import DEFAULT_GATES, Gates, gate_views
+from spinemorph.postprocess.split import split_merged
 from spinemorph.refine.crops import normalised
 from spinemorph.refine.stage import refine
 from spinemorph.transforms import preprocess
@@ -138,6 +140,24 @@ def facing_of(image: Radiograph, facing_model: FacingModel | None = None) -> tup
     return facing, "image", round(float(confidence), 4)
 
 
+def _refine_split(pixels, seg: Segmentation, refiner: tuple[nn.Module, ModelSpec], device, film):
+    """Return stage 2's refinement of stage 1's labelmap, with bodies stage 1 merged cut apart first
+    (``spinemorph.postprocess.split``), and the map from each part's code to its segment's. A segment with a part
+    stage 2 did not redraw stays whole, and stage 2 runs again (rare: a film with such a segment)."""
+    start = time.perf_counter()
+    cut, parts = split_merged(seg.labels) if seg.naming is not None else (seg.labels, {})
+    split_s = time.perf_counter() - start
+    done = refine(pixels, cut, *refiner, device, prepared=film)
+    undone = {whole for code, whole in parts.items() if done.stages.get(code) != 2}
+    if undone:
+        cut = np.where(np.isin(cut, [code for code, whole in parts.items() if whole in undone]), seg.labels, cut)
+        parts = {code: whole for code, whole in parts.items() if whole not in undone}
+        first, done = done.timings, refine(pixels, cut, *refiner, device, prepared=film)
+        done.timings = {k: v + first.get(k, 0.0) for k, v in done.timings.items()}
+    done.timings["stage2_split_s"] = split_s
+    return done, parts
+
+
 def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu",
             facing_model: FacingModel | None = None, gates: Gates = DEFAULT_GATES, anchor: str | None = None,
             refiner: tuple[nn.Module, ModelSpec] | None = None, detector: tuple | None = None,
@@ -173,8 +193,10 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
     labels, confidence = seg.labels, dict(seg.confidence)
     stages = dict.fromkeys(codes_in(labels), 1)  # stage 1 drew every outline, unless stage 2 redraws it
     agreement = None
+    parts: dict[int, int] = {}
     if refiner is not None:
-        done = refine(image.pixels, seg.labels, *refiner, device, prepared=film)
+        done, parts = _refine_split(image.pixels, seg, refiner, device, film)
+        confidence.update({code: confidence[whole] for code, whole in parts.items() if whole in confidence})
         labels, stages, agreement = done.labels, done.stages, done.agreement
         confidence.update(done.confidence)
         timings.update(done.timings)
@@ -199,6 +221,9 @@ def analyse(image: Radiograph, net: nn.Module, spec: ModelSpec, device: str | to
                        heights="mean" if heights == "outline" else heights, field=field)
 
     result = measured(labels, confidence, stages, agreement, placed)  # each view alone below: its own outlines
+    for rec in result.vertebrae:
+        if rec.code in parts:
+            rec.flags.append("split")
     timings["morphometry_s"] = time.perf_counter() - start
     called = [i for i, r in enumerate(result.vertebrae) if r.genant_grade]
     if refiner is not None and gates.views and called:

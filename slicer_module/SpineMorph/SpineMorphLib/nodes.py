@@ -22,7 +22,8 @@ from SpineMorphLib.records import labels_from_export, segment_code, segment_styl
 __all__ = [
     "ATTR", "grid_of", "pixels_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels",
     "style_segments", "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color",
-    "remove_nodes", "mask_digest", "keep_outlines", "server_outlines", "server_context", "SERVER_ONLY",
+    "remove_nodes", "mask_digest", "keep_outlines", "server_outlines", "server_context", "server_notes",
+    "SERVER_ONLY", "SERVER_NOTES",
 ]
 
 #: Node attributes the module writes on the volumes it loads (values are text).
@@ -35,6 +36,9 @@ _BY_CODE = ("confidence", "outlines")  # attributes keyed by level code, renamed
 #: The server's refusals that re-measuring the same outline cannot repeat: it measured each of stage 2's views alone,
 #: and it read the landmarks that disagreed with the outline.
 SERVER_ONLY = ("views_disagree", "landmarks_disagree")
+#: The server's notes on an outline that a re-measurement keeps while the outline is unedited: ``split``, stage 1
+#: drew the body merged with a neighbour and stage 2 drew it alone.
+SERVER_NOTES = ("split",)
 
 
 def mask_digest(labels: np.ndarray, code: int) -> str:
@@ -45,8 +49,9 @@ def mask_digest(labels: np.ndarray, code: int) -> str:
 def keep_outlines(node, labels: np.ndarray, vertebrae: list[dict], facing: str | None = None) -> None:
     """Record on ``node``, for each level of the server's ``labels`` and its morphometry ``vertebrae`` (measured
     with anterior on the ``facing`` side): the stage that drew it, the overlap of its two stages' outlines, the
-    server's refusals a re-measurement cannot repeat (``SERVER_ONLY``), the six points of its landmark network and
-    how they gave the heights (``heights_from``: mean or landmarks), and a digest of its mask."""
+    server's refusals a re-measurement cannot repeat (``SERVER_ONLY``) and its notes (``SERVER_NOTES``), the six
+    points of its landmark network and how they gave the heights (``heights_from``: mean or landmarks), and a
+    digest of its mask."""
     from spinemorph.measure import LANDMARK_HEIGHTS, in_image_order
 
     kept = {}
@@ -58,6 +63,7 @@ def keep_outlines(node, labels: np.ndarray, vertebrae: list[dict], facing: str |
             placed = heights in LANDMARK_HEIGHTS and facing in ("left", "right") and points
             kept[str(v["code"])] = {"stage": v.get("stage"), "agreement": v.get("agreement"),
                                     "withheld": [f for f in v.get("flags", []) if f in SERVER_ONLY],
+                                    "notes": [f for f in v.get("flags", []) if f in SERVER_NOTES],
                                     "landmarks": in_image_order(points, facing) if placed else None,
                                     "heights": heights if placed else None,
                                     "digest": mask_digest(labels, v["code"])}
@@ -69,6 +75,11 @@ def server_outlines(node, labels: np.ndarray) -> dict[int, dict]:
     segment is the annotator's: measured as drawn)."""
     kept = json.loads(node.GetAttribute(ATTR["outlines"]) or "{}")
     return {int(c): v for c, v in kept.items() if mask_digest(labels, int(c)) == v["digest"]}
+
+
+def server_notes(node, labels: np.ndarray) -> dict[int, list[str]]:
+    """Return the server's notes (``SERVER_NOTES``) on each level whose outline in ``labels`` is still its own."""
+    return {c: v["notes"] for c, v in server_outlines(node, labels).items() if v.get("notes")}
 
 
 def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]]]:
