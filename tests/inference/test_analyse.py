@@ -146,3 +146,27 @@ def test_a_fracture_only_the_crops_draw_and_not_their_mirror_images_is_not_calle
         ("T12", "L1", "L3", "L4"), 0) and "views_s" in done.timings
     opened = analyse(image, None, ModelSpec("unet"), refiner=refiner, segmentation=stage1, gates=Gates(views=False))
     assert opened.morphometry.by_level()["L2"].genant_grade == 3 and "views_s" not in opened.timings
+
+
+def test_a_merged_segment_is_cut_for_stage_2_and_stays_whole_where_stage_2_draws_nothing():
+    """Levels 17 and 18 drawn by stage 1 as one segment named 17 (the naming left 18 missing): a stage 2 that draws
+    each crop's body measures both, flagged ``split``; one that draws nothing leaves the segment as stage 1 drew it."""
+    from spinemorph.inference.model import ModelSpec
+    from spinemorph.inference.segment import Segmentation
+    from spinemorph.postprocess import LevelNaming
+    from spinemorph.transforms import Preprocessing
+    from tests.postprocess.test_split import merged
+    from tests.refine.test_refine import Centred
+
+    _, labels = merged([15, 16, 17, 18, 19, 20], 2, 2)
+    image = Radiograph(np.zeros(labels.shape, np.uint16), (1.0, 1.0), "PixelSpacing", "left",
+                       sagittal_affine((1.0, 1.0), "left"), {"format": "dicom"})
+    stage1 = Segmentation(labels, (labels > 0).astype(np.float32), confidence=dict.fromkeys(range(15, 21), 0.99),
+                          naming=LevelNaming(None, True))
+    spec = ModelSpec("unet", "binary", {}, Preprocessing(size=64))
+    drawn = analyse(image, None, ModelSpec("unet"), refiner=(Centred(0.6), spec), segmentation=stage1)
+    records = drawn.morphometry.by_level()
+    assert {level for level, r in records.items() if "split" in r.flags} == {"T10", "T11"}  # codes 17 and 18
+    assert all(records[level].stage == 2 for level in ("T10", "T11")) and "stage2_split_s" in drawn.timings
+    nothing = analyse(image, None, ModelSpec("unet"), refiner=(Centred(0.0), spec), segmentation=stage1)
+    assert np.array_equal(nothing.labels, labels) and not any("split" in r.flags for r in nothing.morphometry.vertebrae)
