@@ -20,7 +20,7 @@ from spinemorph.conventions import near_edge_codes
 from spinemorph.levels import TRAINED_LEVELS, fill_holes, find_objects, label_window, level_code, level_name
 from spinemorph.measure.indices import missing_after
 
-__all__ = ["clean_binary", "consistent_levels", "level_positions", "name_levels", "LevelNaming"]
+__all__ = ["clean_binary", "consistent_levels", "level_positions", "name_levels", "LevelNaming", "spine_axis"]
 
 _EIGHT = np.ones((3, 3), bool)
 _MIN_AREA_FRACTION = 0.2  # of the median body
@@ -113,7 +113,7 @@ def _centroid(p: tuple) -> np.ndarray:
     return np.array([rows.mean() + p[3][0].start, cols.mean() + p[3][1].start])
 
 
-def _spine_axis(centres: np.ndarray, weights: np.ndarray, at: np.ndarray, pair: tuple[int, ...]) -> np.ndarray:
+def spine_axis(centres: np.ndarray, weights: np.ndarray, at: np.ndarray, pair: tuple[int, ...]) -> np.ndarray:
     """Return the unit direction of the spine near ``at``: the main axis of the centroids of the pieces nearest to
     it, other than those in ``pair`` (two fragments across the spine would turn the axis their way)."""
     order = [k for k in np.argsort(np.linalg.norm(centres - at, axis=1)) if k not in pair]
@@ -129,7 +129,7 @@ def _side_by_side(a: int, b: int, centres: np.ndarray, weights: np.ndarray) -> b
     """Return whether pieces ``a`` and ``b`` lie across the spine from each other, as the front and back of one
     body do; bodies one above the other lie along it (on a tilted spine too, where they share many rows)."""
     step = centres[b] - centres[a]
-    axis = _spine_axis(centres, weights, (centres[a] + centres[b]) / 2, (a, b))
+    axis = spine_axis(centres, weights, (centres[a] + centres[b]) / 2, (a, b))
     return abs(float(step @ axis)) <= _ALONG_SPINE * float(np.linalg.norm(step))
 
 
@@ -209,14 +209,14 @@ def _join_fragments(pieces: list) -> list:
     weights = np.array([p[1] for p in pieces])
     groups = _touching_groups(pieces)
     alone = [g[0] for g in groups if len(g) == 1] or [g[0] for g in groups]
-    body = np.median([_extent(pieces[i], _spine_axis(centres, weights, centres[i], (i, i))) for i in alone])
+    body = np.median([_extent(pieces[i], spine_axis(centres, weights, centres[i], (i, i))) for i in alone])
     out = []
     for g in groups:
         if len(g) == 1:
             out.append(pieces[g[0]])
             continue
         union = _union([pieces[i] for i in g])
-        axis = _spine_axis(centres, weights, _centroid(union), tuple(g))
+        axis = spine_axis(centres, weights, _centroid(union), tuple(g))
         if _extent(union, axis) <= _ONE_BODY * body:
             out.append(union)
             continue

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinemorph.levels import TRAINED_LEVELS, find_objects
-from spinemorph.postprocess.levels import _spine_axis
+from spinemorph.postprocess.levels import spine_axis
 
 __all__ = ["split_merged", "TALL"]
 
@@ -65,7 +65,7 @@ def _segments(labels: np.ndarray, levels: tuple[int, ...]) -> list[_Segment]:
 def _axis(segments: list[_Segment], i: int) -> np.ndarray:
     """Return the spine's direction at segment ``i``, pointing down the film, from the segments nearest to it."""
     centres = np.array([s.centre for s in segments])
-    axis = _spine_axis(centres, np.array([s.area for s in segments]), centres[i], (i,))
+    axis = spine_axis(centres, np.array([s.area for s in segments]), centres[i], (i,))
     return axis if axis[0] >= 0 else -axis
 
 
