@@ -331,14 +331,14 @@ class SpineMorphLogic(ScriptedLoadableModuleLogic, AnnotationLoop, Corrections, 
             nodes.style_segments(labels)  # segments added in the Segment Editor take their level's colour too
         array, grid = nodes.labels_of(self.scene, labels, reference)
         spacing, facing, source = nodes.measurement_geometry(reference if reference is not None else labels, grid)
-        said, withheld = nodes.server_context(labels, array)  # the server's refusals of its unedited outlines
+        # the server's refusals of its unedited outlines, and its notes on them (split: stage 1 drew one merged)
+        said, withheld, notes = nodes.server_context(labels, array)
         # the film's exposed field: a body its blank border cuts is truncated, as on the server
         pixels = nodes.pixels_of(reference) if reference is not None and not reference.IsA(
             "vtkMRMLLabelMapVolumeNode") and reference.IsA("vtkMRMLScalarVolumeNode") else None
         field = exposed_field(pixels) if pixels is not None and pixels.shape == array.shape else None
         result = measure(array, spacing, facing, facing_source=source, field=field, **said)
         withhold(result.vertebrae, withheld)
-        notes = nodes.server_notes(labels, array)  # e.g. split: stage 1 drew the body merged with a neighbour
         for rec in result.vertebrae:
             rec.flags += [f for f in notes.get(rec.code, []) if f not in rec.flags]
         return self.measurement.show(result, grid)

@@ -22,8 +22,8 @@ from SpineMorphLib.records import labels_from_export, segment_code, segment_styl
 __all__ = [
     "ATTR", "grid_of", "pixels_of", "add_image_volume", "measurement_geometry", "labels_of", "show_labels",
     "style_segments", "flip_facing", "shift_levels", "fill_table", "add_height_line", "line_points", "set_line_color",
-    "remove_nodes", "mask_digest", "keep_outlines", "server_outlines", "server_context", "server_notes",
-    "SERVER_ONLY", "SERVER_NOTES",
+    "remove_nodes", "mask_digest", "keep_outlines", "server_outlines", "server_context", "SERVER_ONLY",
+    "SERVER_NOTES",
 ]
 
 #: Node attributes the module writes on the volumes it loads (values are text).
@@ -77,16 +77,12 @@ def server_outlines(node, labels: np.ndarray) -> dict[int, dict]:
     return {int(c): v for c, v in kept.items() if mask_digest(labels, int(c)) == v["digest"]}
 
 
-def server_notes(node, labels: np.ndarray) -> dict[int, list[str]]:
-    """Return the server's notes (``SERVER_NOTES``) on each level whose outline in ``labels`` is still its own."""
-    return {c: v["notes"] for c, v in server_outlines(node, labels).items() if v.get("notes")}
-
-
-def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]]]:
+def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]], dict[int, list[str]]]:
     """Return what the server said of a labels node's levels: the ``spinemorph.measure`` keywords (how the levels
     were named, the network's confidence, and for each unedited outline its stage and stages' overlap, so that
     ``coarse_outline`` and ``stages_disagree`` refuse as on the server, and its landmarks, so that its heights are
-    the server's) and the server-only refusals by level code (for ``spinemorph.measure.gates.withhold``)."""
+    the server's), the server-only refusals by level code (for ``spinemorph.measure.gates.withhold``) and its notes
+    by level code (``SERVER_NOTES``), all of the outlines still its own (their masks read once)."""
     confidence = {int(k): v for k, v in json.loads(node.GetAttribute(ATTR["confidence"]) or "{}").items()}
     outlines = server_outlines(node, labels)
     keywords = {"level_naming": json.loads(node.GetAttribute(ATTR["naming"]) or "null"),
@@ -98,7 +94,8 @@ def server_context(node, labels: np.ndarray) -> tuple[dict, dict[int, list[str]]
     kinds = {v.get("heights") or "landmarks" for v in outlines.values() if v.get("landmarks")}
     if kinds:
         keywords["heights"] = "mean" if "mean" in kinds else "landmarks"
-    return keywords, {c: v["withheld"] for c, v in outlines.items() if v["withheld"]}
+    return (keywords, {c: v["withheld"] for c, v in outlines.items() if v["withheld"]},
+            {c: v["notes"] for c, v in outlines.items() if v.get("notes")})
 
 
 def _rename_codes(node, mapping: dict[int, int]) -> None:
