@@ -139,6 +139,9 @@ def test_a_refusal_made_elsewhere_withdraws_a_fracture_grade_and_keeps_a_normal_
     by = result.by_level()
     assert by["L2"].genant_grade is None and by["L2"].flags[-2:] == ["low_confidence", "views_disagree"]
     assert by["L3"].genant_grade == 0 and "views_disagree" not in by["L3"].flags
+    withhold(result.vertebrae, {22: ["landmarks_disagree"]}, normal=True)  # no grade at all on what disagrees
+    assert by["L3"].genant_grade is None and by["L3"].flags[-2:] == ["low_confidence", "landmarks_disagree"]
+    assert by["L4"].genant_grade == 0
 
 
 def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbours():

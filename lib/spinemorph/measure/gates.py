@@ -76,10 +76,11 @@ class Gates:
         fine_fracture: whether a fracture grade needs stage 2's outline (no fracture grade on a stage-1 record).
         landmark_tolerance: how far a landmark may stray from its outline's station, as a share of the body's AP
             depth, for the landmarks to give the heights (``spinemorph.measure.measure``'s ``landmarks``); beyond
-            it the outline's heights stand, with no fracture grade (``landmarks_disagree``). On held-out calibration
-            images the largest stray of a body's six points was within 0.15 of its depth for 97 % of the bodies of
-            40 full-size simulations (median 0.012) and 94 % of those of 60 simulations at 512 px, and beyond it for
-            182 of the 183 bodies of 24 CT-DRRs (median 0.62): the landmark network reads anatomy it never saw.
+            it the mean of the two readings' heights stands, with no grade (``landmarks_disagree``). On held-out
+            calibration images the largest stray of a body's six points was within 0.15 of its depth for 97 % of
+            the bodies of 40 full-size simulations (median 0.012) and 94 % of those of 60 simulations at 512 px, and
+            beyond it for 182 of the 183 bodies of 24 CT-DRRs (median 0.62): the landmark network (0.3.0) read
+            anatomy it never saw.
         edge_mm: a body within this distance of the exposed field's edge (``spinemorph.measure.field``; the image's
             own edge when the film has no blank border), or within ``EDGE_MARGIN_PX`` when that is more, is
             ``truncated``: the edge may have cut it. A network's outline
@@ -389,11 +390,11 @@ def gate_views(records: list[VertebraRecord], views: list) -> None:
         (other := seen.get(rec.level)) is None or not other.genant_grade for seen in by_level)})
 
 
-def withhold(records: list[VertebraRecord], reasons: dict[int, list[str]]) -> None:
-    """Withdraw, in place, the fracture grade (>= 1) of every record whose level code has ``reasons``: a refusal
-    made where the evidence was (the server's ``views_disagree`` on an outline nobody has edited since), which a
-    re-measurement of the same outline cannot repeat on its own."""
+def withhold(records: list[VertebraRecord], reasons: dict[int, list[str]], normal: bool = False) -> None:
+    """Withdraw, in place, the fracture grade (>= 1) of every record whose level code has ``reasons``, and with
+    ``normal`` a normal grade (0) too: a refusal made where the evidence was (the server's ``views_disagree`` on an
+    outline nobody has edited since), which a re-measurement of the same outline cannot repeat on its own."""
     for rec in records:
-        if rec.genant_grade and reasons.get(rec.code):
+        if reasons.get(rec.code) and (rec.genant_grade or (normal and rec.genant_grade is not None)):
             rec.genant_grade, rec.deformity = None, None
             rec.flags += [f for f in ("low_confidence", *reasons[rec.code]) if f not in rec.flags]
