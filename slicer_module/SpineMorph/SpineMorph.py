@@ -270,6 +270,8 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.segmentEditorWidget.setSegmentationNode(node)
 
     def _showResults(self, headers, rows, colours) -> None:
+        from spinemorph.measure.flags import explain
+
         table = self.ui.resultsTable
         table.clear()
         table.setColumnCount(len(headers))
@@ -279,6 +281,8 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for j, text in enumerate(row):
                 item = qt.QTableWidgetItem(text)
                 item.setBackground(qt.QColor(*colour))
+                if headers[j] == "Flags" and text:  # the flags in words: why a row has no grade
+                    item.setToolTip(explain(text.split(";")))
                 table.setItem(i, j, item)
 
 

@@ -47,6 +47,8 @@ def test_the_table_and_the_json_say_when_nothing_could_be_graded():
     refused = measure(labels, spacing=(0.1, 0.1), facing="right")  # 3 mm tall: fragments, not bodies
     assert all(r.genant_grade is None for r in refused.vertebrae)
     assert refused.table().endswith("No vertebra could be graded (see the flags): this is no finding.")
+    assert "L1 not graded: its size is out of proportion to the bodies beside it, or to any adult body" in \
+        refused.table()  # why, in words
     assert refused.to_dict()["finding"] == {"vertebrae_graded": 0, "graded_1_or_more": [], "verdict": "not gradable"}
     labels[52:62, 45:70] = 0  # L1's front a third lower: a grade-2 wedge
     wedge = measure(labels, spacing=(1.0, 1.0), facing="right")

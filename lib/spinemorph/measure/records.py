@@ -152,6 +152,10 @@ class Morphometry:
             cells = " ".join(f"{_fmt(v):>6s}" for v in vals)
             grade = "" if r.genant_grade is None else str(r.genant_grade)
             lines.append(f"{r.level:6s} {cells} {grade:>5s} {r.deformity or '':10s} {','.join(r.flags)}")
+        from spinemorph.measure.flags import why_not_graded  # here: the flags' words read the gates, which read records
+
+        lines += [f"{r.level} not graded: {why_not_graded(r.flags)}" for r in self.vertebrae
+                  if r.genant_grade is None and "facing_uncertain" not in r.flags]
         if "facing_uncertain" in self.flags:
             lines.append("The facing is unsure, so nothing was graded: this is no finding.")
         elif self.vertebrae and not self.graded:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.measure import Morphometry
+from spinemorph.measure.flags import why_not_graded
 from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
 from SpineMorphLib.records import table_headers, table_rows
 
@@ -92,7 +93,7 @@ def patient_report(result: Morphometry, context: dict | None = None) -> str:
     else:  # every grade withheld, or no vertebra: no finding, not a normal spine
         lines.append("No vertebra could be graded, so this is no finding: check the view and the outlines, "
                      "edit them and measure again, or read the film.")
-    unmeasured = [f"{r.level} ({', '.join(r.flags)})" for r in result.vertebrae if r.genant_grade is None]
+    unmeasured = [f"{r.level} ({why_not_graded(r.flags)})" for r in result.vertebrae if r.genant_grade is None]
     if unmeasured:
         lines.append(f"Not graded: {'; '.join(unmeasured)}")
     lines += ["", "Genant grades: 0 under 20 % height loss, 1 20-25 %, 2 25-40 %, 3 over 40 %. VCR compares the "

@@ -1,0 +1,69 @@
+"""What a vertebra's flags mean, in the words of a reader of the results table rather than the code's.
+
+The flags stay the machine's record (JSON, CSV, DICOM SR); ``explain`` turns them into the sentence a report or a
+tooltip shows, most of all to say why a vertebra was not graded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from spinemorph.measure.gates import GATE_FLAGS
+
+__all__ = ["FLAG_TEXT", "explain", "why_not_graded"]
+
+#: One plain phrase per flag a vertebra record can carry (``spinemorph.measure``, its gates, stage 2, Slicer).
+FLAG_TEXT: dict[str, str] = {
+    # why a grade was refused (low_confidence and the gates' reasons)
+    "low_confidence": "not graded: a check on its outline failed",
+    "not_solid": "its outline is in pieces or far from solid",
+    "fragmented": "its level's outline came in more than one piece",
+    "implausible_size": "its size is out of proportion to the bodies beside it, or to any adult body",
+    "implausible_shape": "its front stands well over its back, which no fracture does",
+    "no_neighbour": "no measured body within two levels to compare it with",
+    "points_outside": "its height points fall outside its outline",
+    "low_model_confidence": "the network was unsure it is a body",
+    "stages_disagree": "the whole-film and the full-resolution outlines disagree",
+    "views_disagree": "the fracture was not seen in both of stage 2's views (the crop and its mirror image)",
+    "coarse_outline": "a fracture grade needs the full-resolution outline, and this one was drawn on the whole film",
+    "landmarks_disagree": "the landmark network's six points and the outline's disagree: the heights are their mean",
+    "facing_uncertain": "which side the patient faces is unsure, so nothing is graded",
+    # why it was not measured
+    "truncated": "the edge of the film (or of its exposed field) may cut it: not measured",
+    "unmeasurable": "no six points could be placed on its outline",
+    # how it was measured
+    "one_neighbour": "VCR against one neighbour only",
+    "no_upper_neighbour": "no measured body above it",
+    "no_lower_neighbour": "no measured body below it",
+    "vcr_unavailable": "no neighbour to take VCR against",
+    "no_spacing": "no pixel spacing: heights in pixels",
+    "split": "cut from one segment that merged several bodies",
+    "placed_by_annotator": "its points were placed by the annotator",
+}
+
+_REASONS = frozenset((*GATE_FLAGS, "facing_uncertain"))  # the flags that say which check refused a grade
+_NOT_MEASURED = ("truncated", "unmeasurable")
+
+
+def explain(flags: Iterable[str]) -> str:
+    """Return a record's flags as one plain sentence ("; "-joined phrases), unknown flags as they are.
+
+    ``low_confidence`` says only that a check failed, so it is left out where a flag says which one (a gate's, or
+    ``facing_uncertain``).
+
+    Example::
+
+        explain(["low_confidence", "stages_disagree"])  # 'the whole-film and the full-resolution outlines disagree'
+    """
+    flags = list(dict.fromkeys(flags))
+    if "low_confidence" in flags and any(f in _REASONS for f in flags):
+        flags.remove("low_confidence")
+    return "; ".join(FLAG_TEXT.get(f, f) for f in flags)
+
+
+def why_not_graded(flags: Iterable[str]) -> str:
+    """Return why a record has no grade, in words: the checks that refused it, or why it was not measured; the
+    whole of ``explain`` when its flags name neither."""
+    flags = list(flags)
+    why = [f for f in flags if f in _REASONS or f in _NOT_MEASURED]
+    return explain(why or flags) or "no reason recorded"
