@@ -110,13 +110,14 @@ class Page:
         self.shots += 1
         self.d.save_screenshot(str(self.out / f"{self.shots:02d}-{name}.png"))
 
-    def table(self) -> tuple[list[str], list[list[str]], list[str]]:
-        """Return the results table's headers, cells and row background colours."""
+    def table(self) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+        """Return the results table's headers, cells, row background colours and cells' tooltips."""
         table = self.d.find_element(By.ID, "results")
         headers = [th.text.replace("\n", " ") for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
         cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in rows]
-        return headers, cells, [tr.value_of_css_property("background-color") for tr in rows]
+        titles = [[td.get_attribute("title") or "" for td in tr.find_elements(By.TAG_NAME, "td")] for tr in rows]
+        return headers, cells, [tr.value_of_css_property("background-color") for tr in rows], titles
 
 
 def run(page: Page, server_url: str) -> dict:
@@ -162,7 +163,7 @@ def run(page: Page, server_url: str) -> dict:
                                     d.find_elements(By.ID, "error"))
     seen["error_after_measure"] = page.text("error")
     seen["measured_message"] = page.wait_text("message", "^Facing:")
-    seen["headers"], seen["rows"], seen["row_colours"] = page.table()
+    seen["headers"], seen["rows"], seen["row_colours"], seen["cell_titles"] = page.table()
     page.shot("measured")
 
     # Export CSV: the page links the file for the browser to download (fetched here as the browser would)

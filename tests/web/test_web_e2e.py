@@ -23,6 +23,7 @@ import pytest
 from spinemorph.io import read_labelmap, read_radiograph
 from spinemorph.levels import level_code, level_name
 from spinemorph.measure import measure
+from spinemorph.measure.flags import explain
 from spinemorph.overlay import GRADE_COLORS
 from tests.app.server import free_port, running_server, wait_until_answering
 
@@ -106,6 +107,10 @@ def test_the_table_is_spinemorph_measure_on_the_saved_label(loop, studies):
     for row, colour in zip(seen["rows"], seen["row_colours"], strict=True):
         if row[grade]:
             assert colour == "rgba({}, {}, {}, 1)".format(*GRADE_COLORS[int(row[grade])])
+    flags = seen["headers"].index("Flags")  # the flags in words, as a tooltip on their cell, as in Slicer
+    assert [titles[flags] for titles in seen["cell_titles"]] == [explain(row[flags].split(";")) if row[flags] else ""
+                                                                for row in seen["rows"]]
+    assert any(titles[flags] for titles in seen["cell_titles"])  # the film's end bodies at least have no neighbour
     # under the table, the line Slicer shows: the facing and its source, and whether anything was graded
     said = seen["measured_message"]
     assert said.startswith(f"Facing: anterior on the {film.facing} (")

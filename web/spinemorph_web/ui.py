@@ -107,7 +107,8 @@ def _results_table() -> None:
             html.Th("{{ h }}", v_for="h in headers", key="h")
         with html.Tbody():
             with html.Tr(v_for="(row, i) in rows", key="i", style=("{ background: row.color, color: '#000' }",)):
-                html.Td("{{ cell }}", v_for="(cell, j) in row.cells", key="j")
+                html.Td("{{ cell }}", v_for="(cell, j) in row.cells", key="j",
+                        title=("headers[j] === 'Flags' ? row.why : undefined",))
 
 
 def build_page(server, layout_manager, ctrl):
