@@ -270,8 +270,7 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.segmentEditorWidget.setSegmentationNode(node)
 
     def _showResults(self, headers, rows, colours) -> None:
-        from spinemorph.measure.flags import explain
-
+        from spinemorph.measure.flags import explain  # the flags in words: why a row has no grade
         table = self.ui.resultsTable
         table.clear()
         table.setColumnCount(len(headers))
@@ -281,8 +280,7 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for j, text in enumerate(row):
                 item = qt.QTableWidgetItem(text)
                 item.setBackground(qt.QColor(*colour))
-                if headers[j] == "Flags" and text:  # the flags in words: why a row has no grade
-                    item.setToolTip(explain(text.split(";")))
+                item.setToolTip(explain(text.split(";")) if headers[j] == "Flags" and text else "")
                 table.setItem(i, j, item)
 
 
