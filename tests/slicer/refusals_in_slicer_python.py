@@ -1,8 +1,8 @@
 """The server's refusals in Slicer's Measure, in slicer-core's Python: a segmentation as autoSegment leaves it, with
 what a stage-2 server said of each level (stage, the two stages' overlap, views_disagree, the landmarks whose mean
-with the outline gave L4's heights), measured by the Logic, then with one segment edited. Prints the grades and
-flags, and L4's anterior height and its source, by level as JSON (tests/slicer/test_module_files); then the
-unedited spine on a film whose blank border comes within 1 mm of L1."""
+with the outline gave L4's heights, L1's landmarks far from its outline), measured by the Logic, then with one
+segment edited. Prints the grades and flags, and the anterior heights and their source, by level as JSON
+(tests/slicer/test_module_files); then the unedited spine on a film whose blank border comes within 1 mm of L1."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def main() -> int:
         l4 = measure(labels, (0.5, 0.5), "left").by_level()["L4"].points  # the server's landmarks: L4's
         l4 = {**l4, "inferior_anterior": [l4["inferior_anterior"][0] - 2.0, l4["inferior_anterior"][1]]}  # Ha 2 px less
         said[3].update(heights_from="mean", landmarks=l4)  # its heights: the mean of these and the outline's
+        outline_l1 = measure(labels, (0.5, 0.5), "left").by_level()["L1"]
+        l1 = {k: [v[0] + (20.0 if k.startswith("inferior") else 0.0), v[1]] for k, v in outline_l1.points.items()}
+        said[0].update(heights_from="mean", landmarks=l1,  # L1's landmarks 20 px low at its foot: far from its outline
+                       flags=["low_confidence", "landmarks_disagree"])
         nodes.keep_outlines(seg, labels, said, "left")
         logic.measure(seg, volume)
         sent = graded(logic)
@@ -58,7 +62,7 @@ def main() -> int:
         padded = nodes.add_image_volume(scene, Radiograph(pixels.astype(np.uint16), (0.5, 0.5), "PixelSpacing",
                                                           "left", display_affine((0.5, 0.5)), {}), "padded film")
         logic.measure(nodes.show_labels(scene, labels, padded), padded)
-        print(json.dumps({"sent": sent, "edited": edited_, "padded": graded(logic)}))
+        print(json.dumps({"sent": sent, "edited": edited_, "padded": graded(logic), "outline_l1_ha": outline_l1.Ha_px}))
     return 0
 
 

@@ -93,7 +93,10 @@ def test_measure_keeps_the_servers_refusals_of_its_unedited_outlines():
     sent, edited = seen["sent"], seen["edited"]
     assert sent["L2"][0] is None and "stages_disagree" in sent["L2"][1]  # its overlap, as the server measured it
     assert sent["L3"][0] is None and sent["L3"][1][-2:] == ["low_confidence", "views_disagree"]  # the server's call
-    assert [sent[v][0] for v in ("L1", "L4", "L5")] == [0, 0, 0]
+    assert [sent[v][0] for v in ("L4", "L5")] == [0, 0]
+    for seen_ in (sent, edited):  # L1 unedited, its landmarks far from its outline: their mean, and no grade at all
+        assert seen_["L1"][0] is None and {"low_confidence", "landmarks_disagree"} <= set(seen_["L1"][1])
+        assert seen_["L1"][3] == "mean" and abs(seen_["L1"][2] - (seen["outline_l1_ha"] + 10.0)) < 0.01
     assert edited["L3"][0] == 2 and "views_disagree" not in edited["L3"][1]  # edited: the annotator's, graded
     assert edited["L2"][0] is None and "stages_disagree" in edited["L2"][1]  # still the server's outline
     for seen_ in (sent, edited):  # L4 unedited: the mean of the server's landmarks (Ha 2 px short) and the outline
