@@ -19,7 +19,7 @@ FLAG_TEXT: dict[str, str] = {
     "not_solid": "its outline is in pieces or far from solid",
     "fragmented": "its level's outline came in more than one piece",
     "implausible_size": "its size is out of proportion to the bodies beside it, or to any adult body",
-    "implausible_shape": "its front stands well over its back, which no fracture does",
+    "implausible_shape": "its front or middle stands well over its back, which no fracture does",
     "no_neighbour": "no measured body within two levels to compare it with",
     "points_outside": "its height points fall outside its outline",
     "low_model_confidence": "the network was unsure it is a body",
