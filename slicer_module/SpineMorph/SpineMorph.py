@@ -270,7 +270,7 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.segmentEditorWidget.setSegmentationNode(node)
 
     def _showResults(self, headers, rows, colours) -> None:
-        from spinemorph.measure.flags import explain  # the flags in words: why a row has no grade
+        from SpineMorphLib.records import flag_words  # the flags in words: why a row has no grade
         table = self.ui.resultsTable
         table.clear()
         table.setColumnCount(len(headers))
@@ -280,7 +280,7 @@ class SpineMorphWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for j, text in enumerate(row):
                 item = qt.QTableWidgetItem(text)
                 item.setBackground(qt.QColor(*colour))
-                item.setToolTip(explain(text.split(";")) if headers[j] == "Flags" and text else "")
+                item.setToolTip(flag_words(text) if headers[j] == "Flags" else "")
                 table.setItem(i, j, item)
 
 

@@ -17,7 +17,15 @@ from SpineMorphLib.dependencies import missing_requirements, repository_lib
 from SpineMorphLib.grid import PlaneGrid
 from SpineMorphLib.levels import shifted_codes
 from SpineMorphLib.markups import height_lines, move_line, records_with_points
-from SpineMorphLib.records import labels_from_export, regrade, row_colors, set_station, table_headers, table_rows
+from SpineMorphLib.records import (
+    flag_words,
+    labels_from_export,
+    regrade,
+    row_colors,
+    set_station,
+    table_headers,
+    table_rows,
+)
 from SpineMorphLib.report import answered_by, patient_report, render_overlay, result_summary, write_table_csv
 from SpineMorphLib.sample import box_spine
 from SpineMorphLib.training import TrainingMonitor, train_progress
@@ -253,6 +261,9 @@ def test_a_report_with_nothing_graded_is_no_finding(boxes):
     assert "No vertebra could be graded, so this is no finding" in report and "No vertebral deformity" not in report
     assert "Vertebrae measured: 0 of 5" in report
     assert "Not graded: L1 (its outline is in pieces or far from solid)" in report  # the flags in words
+    cell = table_rows(refused)[0][-1]  # the Flags cell, and its tooltip in Slicer and the browser
+    assert cell == "low_confidence;not_solid" and flag_words(cell) == "its outline is in pieces or far from solid"
+    assert flag_words("") == ""
     assert "No vertebra graded (see the flags): no finding" in result_summary(refused)
     assert "No vertebra graded" not in result_summary(boxes)
     cut = dataclasses.replace(boxes, level_naming={"anchor": "S1", "level_uncertain": True, "network_shift": 1})

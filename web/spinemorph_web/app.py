@@ -152,7 +152,7 @@ class SpineMorphWebApp:
 
     @_action("measure")
     def on_measure(self) -> None:
-        from spinemorph.measure.flags import explain
+        from SpineMorphLib.records import flag_words
         from SpineMorphLib.report import result_summary
 
         headers, rows, colours = self.session.measure()
@@ -160,7 +160,7 @@ class SpineMorphWebApp:
         flags = headers.index("Flags")
         # each row's flags in words, the Flags cell's tooltip as in Slicer
         self.state.rows = [{"cells": row, "color": "rgb({},{},{})".format(*c),
-                            "why": explain(row[flags].split(";")) if row[flags] else ""}
+                            "why": flag_words(row[flags])}
                            for row, c in zip(rows, colours, strict=True)]
         # the line Slicer shows under its table: the facing and its source, whether anything was graded, the naming
         self.state.message = result_summary(self.session.logic.measurement.result)

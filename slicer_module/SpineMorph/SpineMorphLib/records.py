@@ -9,13 +9,14 @@ import numpy as np
 
 from spinemorph.levels import is_level_code, level_code, level_color, level_name
 from spinemorph.measure import Morphometry, VertebraRecord
+from spinemorph.measure.flags import explain
 from spinemorph.measure.gates import GATE_FLAGS, flagged_reasons, references
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.overlay import GRADE_COLORS
 
 __all__ = [
     "STATIONS", "TABLE_FIELDS", "segment_code", "segment_style", "labels_from_export", "table_headers", "table_rows",
-    "row_colors", "review_order", "set_station", "regrade",
+    "row_colors", "review_order", "set_station", "regrade", "flag_words",
 ]
 
 #: The three height stations: the six points are their superior and inferior ends.
@@ -92,6 +93,11 @@ def table_rows(result: Morphometry) -> list[list[str]]:
         row = {**rec.row(result.unit), "confidence": rec.confidence}
         rows.append([_cell(f, row.get(f)) for f in TABLE_FIELDS])
     return rows
+
+
+def flag_words(cell: str) -> str:
+    """Return a Flags cell of ``table_rows`` in words (``spinemorph.measure.flags.explain``): its tooltip."""
+    return explain(cell.split(";")) if cell else ""
 
 
 def review_order(result: Morphometry) -> list[int]:
