@@ -30,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from real_anatomy_sets import CT, _randomised  # noqa: E402
 
-from spinemorph.evaluation.morphometry import Pairs, compare, summarise  # noqa: E402
+from spinemorph.evaluation.morphometry import Pairs, compare, readable_truth, summarise  # noqa: E402
 from spinemorph.inference import load_model  # noqa: E402
 from spinemorph.inference.analyse import analyse, load_landmarks, load_refiner  # noqa: E402
 from spinemorph.inference.fusion import reduction, soft_vote  # noqa: E402
@@ -87,11 +88,17 @@ def _truth_grade(v: dict) -> int:
     return int(v.get("genant_grade_shown", v.get("genant_grade_measured", v.get("genant_grade", 0))) or 0)
 
 
-def run(pairs, net, spec, refiner, detector, landmarks=None) -> dict:
-    """Return each method's pairs, vertebra scores (score, truth grade) and CPU seconds per image."""
-    out = {m: {"pairs": Pairs(), "body_pairs": Pairs(), "scores": [], "seconds": []} for m in METHODS}
+def run(pairs, net, spec, refiner, detector, landmarks=None) -> tuple[dict, Counter]:
+    """Return each method's pairs (by name, by body, and by name on the truth bodies their own truth mask reads
+    right: ``readable_truth``), vertebra scores (score, truth grade) and CPU seconds per image; and the counts of
+    ``readable_truth`` over the set."""
+    out = {m: {"pairs": Pairs(), "body_pairs": Pairs(), "readable_pairs": Pairs(), "scores": [], "seconds": []}
+           for m in METHODS}
+    counts = Counter()
     for image, truth in pairs:
         truth_by = {v["level"]: v for v in truth["vertebrae"] if "Ha_mm" in v and not v.get("truncated")}
+        readable, found = readable_truth(truth)
+        counts.update(found)
         mine = []
         for method, stage2, heights in (w for w in WAYS if landmarks or "heights" not in w[0]):  # no network: no row
             start = time.process_time()
@@ -100,6 +107,7 @@ def run(pairs, net, spec, refiner, detector, landmarks=None) -> dict:
             out[method]["seconds"].append(time.process_time() - start)
             compare(done.morphometry, truth, out[method]["pairs"])
             compare(done.morphometry, truth, out[method]["body_pairs"], by="body")  # apart from the naming
+            compare(done.morphometry, truth, out[method]["readable_pairs"], levels=readable)
             # a refused vertebra (no grade) is no call, as in the product's fracture_calls: it scores 0
             mine = [(r if rec.genant_grade is not None else 0.0, _truth_grade(truth_by[rec.level]), rec.code,
                      rec.genant_grade is not None) for rec in done.morphometry.vertebrae
@@ -112,7 +120,7 @@ def run(pairs, net, spec, refiner, detector, landmarks=None) -> dict:
             score = {d.code: d.score for d in det.candidates}
             out["stage 1 + 2 + detector"]["scores"] += [(soft_vote(score.get(code, 0.0), r) if graded else 0.0,
                                                           grade, code) for r, grade, code, graded in mine]
-    return out
+    return out, counts
 
 
 def sensitivity_at(scores, specificity: float = 0.98) -> tuple[float, float, int]:
@@ -164,13 +172,15 @@ def main() -> None:
     from spinemorph.detection import load_detector
 
     detector = load_detector(args.detector)
-    results, figures = {}, {}
+    results, figures, truth_counts = {}, {}, {}
     for name, n in (("sim", args.n_sim), ("drr", args.n_drr)):
-        results[name] = run(cases(name, n), net, spec, refiner, detector, landmarks)
+        results[name], truth_counts[name] = run(cases(name, n), net, spec, refiner, detector, landmarks)
         for method, r in results[name].items():
             summary = summarise(r["pairs"]) if r["pairs"].heights["Ha"] else {}
             if r["body_pairs"].heights["Ha"]:
                 summary["by_body"] = summarise(r["body_pairs"])
+            if r["readable_pairs"].heights["Ha"]:
+                summary["readable_truth"] = summarise(r["readable_pairs"])
             sens, threshold, n1 = sensitivity_at(r["scores"])
             figures[f"{name} | {method}"] = {**summary, "grade1_sensitivity_at_spec98": sens, "threshold": threshold,
                                              "grade1_vertebrae": n1, "cpu_s_per_image":
@@ -202,6 +212,19 @@ def main() -> None:
             print(f"{key} | {b['height_mae_mm']:.3f} ({b['height_mae_graded_mm']:.3f}) | {b['vcr_mae_points']:.2f} / "
                   f"{b['vcr_r']:.3f} ({b['vcr_mae_graded_points']:.2f} / {b['vcr_r_graded']:.3f}) | "
                   f"{b['genant_kappa']:.3f} | {b['misnamed']:.0f}")
+    print("set | truth bodies in view | its measure reads none | no lesion made | of those read as a fracture by "
+          "the measure of their own truth mask")
+    for name, c in truth_counts.items():
+        print(f"{name} | {c['in_view']} | {c['unreadable']} | {c['no_lesion']} | {c['fractured_unmade']}")
+    figures["truth_counts"] = {name: dict(c) for name, c in truth_counts.items()}
+    print("set | method | by name, on the truth bodies their own mask reads right: height MAE mm (graded) | "
+          "VCR MAE / r (graded) | kappa | measured")
+    for key, f in figures.items():
+        if "readable_truth" in f:
+            b = f["readable_truth"]
+            print(f"{key} | {b['height_mae_mm']:.3f} ({b['height_mae_graded_mm']:.3f}) | {b['vcr_mae_points']:.2f} / "
+                  f"{b['vcr_r']:.3f} ({b['vcr_mae_graded_points']:.2f} / {b['vcr_r_graded']:.3f}) | "
+                  f"{b['genant_kappa']:.3f} | {b['vertebrae'] + b['refused']:.0f}")
     print("2048² DICOM DX end to end, one thread, after model load:", figures["end_to_end_2048_s"])
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)

@@ -91,3 +91,28 @@ def test_pairing_by_body_scores_the_morphometry_apart_from_the_naming():
     assert by_body["missed"] == 0 and by_body["misnamed"] == 5 and by_body["height_mae_mm"] < 0.5
     with pytest.raises(ValueError, match="by must be"):
         compare(result, truth, by="name")
+
+
+def test_readable_truth_leaves_out_the_bodies_a_ct_drr_truth_mask_misreads():
+    """A CT-DRR's truth heights are the measure of its own truth mask: a body with no lesion made in it that the
+    measure reads as a fracture, or cannot read at all, is no truth to score against; the scoring can leave it out."""
+    from spinemorph.evaluation.morphometry import compare, readable_truth
+    from spinemorph.measure import measure
+    from tests.measure.test_gates import spine
+
+    def vertebra(level, code, measured, made=0):
+        v = {"level": level, "code": code, "truncated": False, "genant_grade": made, "deformity": "none"}
+        if measured is not None:
+            v.update({"Ha_mm": 40.0, "Hm_mm": 40.0, "Hp_mm": 40.0, "genant_grade_measured": measured})
+        return v
+
+    truth = {"vertebrae": [vertebra("T12", 19, 0), vertebra("L1", 20, 2), vertebra("L2", 21, None),
+                           vertebra("L3", 22, 1, made=1), vertebra("L4", 23, 0),
+                           {"level": "L5", "code": 24, "truncated": True, "genant_grade": 0, "deformity": "none"}]}
+    levels, counts = readable_truth(truth)
+    assert levels == {"T12", "L3", "L4"}  # L1 read as a grade 2 with no lesion made; L2 not read; L5 cut
+    assert counts == {"in_view": 5, "measured": 4, "unreadable": 1, "no_lesion": 3, "fractured_unmade": 1}
+    result = measure(spine(), (1.0, 1.0), "left")
+    assert len(compare(result, truth).heights["Ha"]) == 4
+    assert len(compare(result, truth, levels=levels).heights["Ha"]) == 3
+    assert readable_truth({"vertebrae": [vertebra("L1", 20, None) | {"Ha_mm": 30.0}]})[0] == {"L1"}  # a simulation

@@ -10,7 +10,7 @@ from spinemorph.evaluation.stats import bland_altman, cohen_kappa, pearson_r
 from spinemorph.measure.indices import grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
 
-__all__ = ["truth_records", "Pairs", "compare", "by_body", "summarise"]
+__all__ = ["truth_records", "readable_truth", "Pairs", "compare", "by_body", "summarise"]
 
 
 def truth_records(truth: dict) -> list[VertebraRecord]:
@@ -65,16 +65,44 @@ def by_body(result: Morphometry, truth: dict) -> dict[str, VertebraRecord]:
     return {level: rec for level, (_, rec) in out.items()}
 
 
-def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None, by: str = "level") -> Pairs:
+def readable_truth(truth: dict) -> tuple[set[str], dict[str, int]]:
+    """Return the levels whose truth heights a CT-DRR's own truth mask gives as the truth defines them, and counts.
+
+    A CT-DRR's truth heights are ``spinemorph.measure`` on its projected truth labelmap (``lesion_records``), so on
+    a real body's outline they are only as good as the measure's reading of it: a body in view it cannot read has
+    none (``unreadable``), and a body with no lesion made in it that it reads as a fracture (``genant_grade_measured``
+    >= 1 where ``genant_grade`` is 0) has heights that are not a normal body's (``fractured_unmade``). The readable
+    levels are the rest of those measured. A simulation's truth is its own geometry: every measured level."""
+    counts = {"in_view": 0, "measured": 0, "unreadable": 0, "no_lesion": 0, "fractured_unmade": 0}
+    levels = set()
+    for v in truth["vertebrae"]:
+        if v.get("truncated"):
+            continue
+        counts["in_view"] += 1
+        if "Ha_mm" not in v:
+            counts["unreadable"] += 1
+            continue
+        counts["measured"] += 1
+        unmade = v.get("genant_grade", 0) == 0 and (v.get("genant_grade_measured") or 0) >= 1
+        counts["no_lesion"] += v.get("genant_grade", 0) == 0
+        counts["fractured_unmade"] += unmade
+        if not unmade:
+            levels.add(v["level"])
+    return levels, counts
+
+
+def compare(result: Morphometry, truth: dict, pairs: Pairs | None = None, by: str = "level",
+            levels: set[str] | None = None) -> Pairs:
     """Add the pairs of one image to ``pairs`` (a new Pairs if None) and return it: each truth vertebra against the
     measured one of its level's name (``by="level"``, what a reader of the table gets), or against the measured
-    record of the same body, named right or not (``by="body"``: ``by_body``)."""
+    record of the same body, named right or not (``by="body"``: ``by_body``); ``levels``: those truth levels alone
+    (the truth's VCR stays the one of the whole truth)."""
     if by not in ("level", "body"):
         raise ValueError(f"by must be 'level' or 'body', not {by!r}.")
     pairs = pairs or Pairs()
     measured = result.by_level() if by == "level" else by_body(result, truth)
     for t in truth_records(truth):
-        if t.Ha_mm is None:
+        if t.Ha_mm is None or (levels is not None and t.level not in levels):
             continue
         m = measured.get(t.level)
         if m is None or m.Ha_mm is None:
