@@ -99,3 +99,17 @@ def test_grades_from_measured_bodies_follow_the_thresholds():
     rec = measure(labels, spacing=(1, 1), facing="left", gates=GEOMETRY).by_level()["L2"]
     assert rec.wedge == pytest.approx(0.78, abs=0.01)
     assert (rec.genant_grade, rec.deformity) == (1, "wedge")
+
+
+def test_a_bulge_a_few_lines_reach_is_not_the_wall():
+    """A real body's outline may bulge at one end of a wall (the lower half of a rotated body's double contour, an
+    osteophyte): the wall stays where most of the side is, so the anterior height is the body's, not the bulge's
+    (the wall through the bulge read 10 mm here, and the body was refused as implausibly small)."""
+    from tests.measure.test_gates import spine
+
+    labels = spine()
+    labels[150:160, 10:30] = 21  # L2 (rows 120-160, columns 30-90) bulges 20 px anteriorly over its lowest 10 rows
+    l2 = measure(labels, (1.0, 1.0), "left").by_level()["L2"]
+    assert l2.Ha_mm == pytest.approx(40.0, abs=0.5) and l2.genant_grade == 0
+    top, bottom = l2.points["superior_anterior"], l2.points["inferior_anterior"]
+    assert top[1] == pytest.approx(bottom[1], abs=0.5) == pytest.approx(35.5, abs=1.0)  # 0.1 of 60 in from column 30
