@@ -127,7 +127,8 @@ def _support_lines(pts: np.ndarray, valid: np.ndarray, out: np.ndarray, axis: np
     cand = np.where(norm > 1e-9, cand / np.where(norm > 1e-9, norm, 1.0), axis[:, None, None, :])
     normal = np.stack([-cand[..., 1], cand[..., 0]], axis=-1)
     normal *= np.where((normal * out[:, None, None, :]).sum(-1, keepdims=True) < 0, -1.0, 1.0)
-    resid = ((pts[:, None, None, :, :] - pts[:, :, None, None, :]) * normal[..., None, :]).sum(-1)  # (n, k, k+1, k)
+    # each point's distance outside each candidate line (n, k, k + 1, k)
+    resid = np.einsum("njd,nacd->nacj", pts, normal) - np.einsum("nad,nacd->nac", pts, normal)[..., None]
     inlier = valid[:, None, None, :] & (np.abs(resid) <= tol)
     outside = (valid[:, None, None, :] & (resid > tol)).sum(-1)
     usable = valid[:, :, None] & (outside <= _WALL_OUTSIDE * valid.sum(axis=1)[:, None, None])
