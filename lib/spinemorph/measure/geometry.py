@@ -7,9 +7,11 @@ so a radiograph costs a handful of vectorised passes rather than many small ones
 
 The axis starts from the line through the neighbours' centroids and is refined with the walls: a body's
 anterior and posterior walls stay parallel to its axis whatever the deformity (a wedge tilts an endplate,
-not a wall). A wall is the body's furthest extent across it, found on lines at many heights, since on a
-wedged body a line through the centre can leave through the collapsed endplate. The six points follow
-``spinemorph.conventions.WALL_INSET``, the simulator's definition.
+not a wall). A wall is the body's furthest extent across it along most of its side, found on lines at many
+heights, since on a wedged body a line through the centre can leave through the collapsed endplate; a bulge
+fewer than a third of those lines reach (a real outline's double contour, an osteophyte) is not the wall. On a
+simulator's body that is its furthest extent. The six points follow ``spinemorph.conventions.WALL_INSET``, the
+simulator's definition.
 """
 
 from __future__ import annotations
