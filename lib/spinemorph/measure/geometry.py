@@ -135,10 +135,10 @@ def _support_lines(pts: np.ndarray, valid: np.ndarray, out: np.ndarray, axis: np
     outside = (valid[:, None, None, :] & (resid > tol)).sum(-1)
     usable = valid[:, :, None] & (outside <= _WALL_OUTSIDE * valid.sum(axis=1)[:, None, None])
     # the most points on it; of those, the line through the outermost anchor (a share of a point: never more)
-    reach = np.where(valid, (pts * out[:, None, :]).sum(-1), np.nan)
-    low, high = np.nanmin(reach, axis=1, initial=np.inf, where=valid), np.nanmax(reach, axis=1, initial=-np.inf,
-                                                                                 where=valid)
-    order = np.nan_to_num((reach - low[:, None]) / np.maximum(high - low, 1e-9)[:, None]) * 0.5
+    reach = (pts * out[:, None, :]).sum(-1)
+    low = reach.min(axis=1, initial=np.inf, where=valid)[:, None]
+    span = np.maximum(reach.max(axis=1, initial=-np.inf, where=valid)[:, None] - low, 1e-9)
+    order = np.where(valid, (reach - low) / span, 0.0) * 0.5
     score = np.where(usable, inlier.sum(-1) + order[:, :, None], -1.0)
     anchor, line = np.unravel_index(score.reshape(n, -1).argmax(axis=1), (k, k + 1))
     use = inlier[np.arange(n), anchor, line]
