@@ -122,26 +122,36 @@ def _support_lines(pts: np.ndarray, valid: np.ndarray, out: np.ndarray, axis: np
     double contour, an osteophyte on a real film) lies outside it, and the wall stays where most of the side is.
     """
     n, k, _ = pts.shape
-    # Candidate lines (n, anchor k, direction k + 1): through each point toward every other point, or along the axis.
-    cand = np.concatenate([pts[:, None, :, :] - pts[:, :, None, :],
-                           np.broadcast_to(axis[:, None, None, :], (n, k, 1, 2))], axis=2)
-    norm = np.linalg.norm(cand, axis=-1, keepdims=True)
-    cand = np.where(norm > 1e-9, cand / np.where(norm > 1e-9, norm, 1.0), axis[:, None, None, :])
-    normal = np.stack([-cand[..., 1], cand[..., 0]], axis=-1)
-    normal *= np.where((normal * out[:, None, None, :]).sum(-1, keepdims=True) < 0, -1.0, 1.0)
-    # each point's distance outside each candidate line (n, k, k + 1, k)
-    resid = np.einsum("njd,nacd->nacj", pts, normal) - np.einsum("nad,nacd->nac", pts, normal)[..., None]
-    inlier = valid[:, None, None, :] & (np.abs(resid) <= tol)
-    outside = (valid[:, None, None, :] & (resid > tol)).sum(-1)
-    usable = valid[:, :, None] & (outside <= _WALL_OUTSIDE * valid.sum(axis=1)[:, None, None])
-    # the most points on it; of those, the line through the outermost anchor (a share of a point: never more)
+    rows = np.arange(n)[:, None]
+    # Where each point lies outward, and how far as a share of the side's spread (an outermost tie-break: a share
+    # of a point, never more).
     reach = (pts * out[:, None, :]).sum(-1)
     low = reach.min(axis=1, initial=np.inf, where=valid)[:, None]
     span = np.maximum(reach.max(axis=1, initial=-np.inf, where=valid)[:, None] - low, 1e-9)
     order = np.where(valid, (reach - low) / span, 0.0) * 0.5
-    score = np.where(usable, inlier.sum(-1) + order[:, :, None], -1.0)
-    anchor, line = np.unravel_index(score.reshape(n, -1).argmax(axis=1), (k, k + 1))
-    use = inlier[np.arange(n), anchor, line]
+    # Candidate lines (n, pairs + k): through each pair of points, anchored at whichever of the two is found and
+    # further out (the line through a toward b is the line through b toward a: one candidate, not two), then
+    # through each point along the axis.
+    a, b = np.triu_indices(k, 1)
+    swap = valid[:, b] & (~valid[:, a] | (order[:, b] > order[:, a]))  # (n, pairs)
+    anchor = np.concatenate([np.where(swap, b, a), np.broadcast_to(np.arange(k), (n, k))], axis=1)
+    other = np.concatenate([np.where(swap, a, b), np.broadcast_to(np.arange(k), (n, k))], axis=1)
+    # Ties go as a scan of (anchor, toward) would meet them, the axis through a point in its own place.
+    first = anchor * (k + 1) + other
+    cand = pts[rows, other] - pts[rows, anchor]
+    norm = np.linalg.norm(cand, axis=-1, keepdims=True)
+    cand = np.where(norm > 1e-9, cand / np.where(norm > 1e-9, norm, 1.0), axis[:, None, :])
+    normal = np.stack([-cand[..., 1], cand[..., 0]], axis=-1)
+    normal *= np.where((normal * out[:, None, :]).sum(-1, keepdims=True) < 0, -1.0, 1.0)
+    # each point's distance outside each candidate line (n, lines, k)
+    resid = np.einsum("njd,ncd->ncj", pts, normal) - np.einsum("ncd,ncd->nc", pts[rows, anchor], normal)[..., None]
+    inlier = valid[:, None, :] & (np.abs(resid) <= tol)
+    outside = (valid[:, None, :] & (resid > tol)).sum(-1)
+    usable = valid[rows, anchor] & (outside <= _WALL_OUTSIDE * valid.sum(axis=1)[:, None])
+    # the most points on it; of those, the line through the outermost anchor
+    score = np.where(usable, inlier.sum(-1) + order[rows, anchor], -1.0)
+    best = np.where(score == score.max(axis=1, keepdims=True), first, first.max() + 1).argmin(axis=1)
+    use = inlier[np.arange(n), best]
     w = use.astype(float)
     count = np.maximum(w.sum(axis=1), 1.0)
     mean = (pts * w[..., None]).sum(axis=1) / count[:, None]
