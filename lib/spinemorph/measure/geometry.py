@@ -150,7 +150,7 @@ def _support_lines(pts: np.ndarray, valid: np.ndarray, out: np.ndarray, axis: np
     usable = valid[rows, anchor] & (outside <= _WALL_OUTSIDE * valid.sum(axis=1)[:, None])
     # the most points on it; of those, the line through the outermost anchor
     score = np.where(usable, inlier.sum(-1) + order[rows, anchor], -1.0)
-    best = np.where(score == score.max(axis=1, keepdims=True), first, first.max() + 1).argmin(axis=1)
+    best = np.where(score == score.max(axis=1, keepdims=True), first, k * (k + 1)).argmin(axis=1)
     use = inlier[np.arange(n), best]
     w = use.astype(float)
     count = np.maximum(w.sum(axis=1), 1.0)
