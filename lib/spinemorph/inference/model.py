@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from spinemorph.networks import build_network
+from spinemorph.networks.norms import group_instance_norms
 from spinemorph.store import atomic_write
 from spinemorph.transforms import Preprocessing
 
@@ -63,7 +64,8 @@ def load_spec(path: str | Path) -> ModelSpec:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """Return the network (eval mode, on ``device``) and its spec, from a checkpoint or a bundle folder.
+    """Return the network (eval mode, on ``device``, its instance norms computed as group norms:
+    ``spinemorph.networks.norms``) and its spec, from a checkpoint or a bundle folder.
 
     A bundle folder holds configs/inference.json (with the spec under "spinemorph") and models/model.pt.
     """
@@ -79,4 +81,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         spec, state = ModelSpec.from_dict(ckpt["spec"]), ckpt["state_dict"]
     net = spec.build()
     net.load_state_dict(state)
-    return net.to(device).eval(), spec
+    return group_instance_norms(net).to(device).eval(), spec

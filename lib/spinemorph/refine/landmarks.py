@@ -28,6 +28,7 @@ from torch import nn
 from spinemorph.hierarchical.boxes import Box
 from spinemorph.inference.model import ModelSpec
 from spinemorph.networks.factory import NETWORKS, PadToMultiple
+from spinemorph.networks.norms import group_instance_norms
 from spinemorph.refine.crops import body_boxes, crop_inputs, normalised
 
 __all__ = ["LANDMARKS_FILE", "POINTS", "Landmarks", "build_landmark_net", "load_landmarks", "save_landmarks",
@@ -65,8 +66,9 @@ def save_landmarks(net: nn.Module, spec: ModelSpec, path: str | Path, extra: dic
 
 
 def load_landmarks(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec] | None:
-    """Return the landmark network (eval mode) and its spec: ``path`` itself, or the one shipped beside a
-    segmentation model (a bundle's models/landmarks.pt); None when there is none."""
+    """Return the landmark network (eval mode, instance norms as group norms: ``spinemorph.networks.norms``) and
+    its spec: ``path`` itself, or the one shipped beside a segmentation model (a bundle's models/landmarks.pt); None
+    when there is none."""
     path = Path(path)
     if path.name != LANDMARKS_FILE:
         path = path / "models" / LANDMARKS_FILE if path.is_dir() else path.with_name(LANDMARKS_FILE)
@@ -78,7 +80,7 @@ def load_landmarks(path: str | Path, device: str | torch.device = "cpu") -> tupl
     spec = ModelSpec.from_dict(ckpt["spec"])
     net = build_landmark_net(spec)
     net.load_state_dict(ckpt["state_dict"])
-    return net.to(device).eval(), spec
+    return group_instance_norms(net).to(device).eval(), spec
 
 
 def soft_argmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
