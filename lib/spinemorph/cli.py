@@ -314,8 +314,8 @@ def _parser() -> argparse.ArgumentParser:
                           "and coarser, graded normal or not at all (no fracture grade: coarse_outline)")
     seg.add_argument("--heights", choices=("mean", "landmarks", "outline"), default="mean",
                      help="where stage 2's heights come from: mean (the default) of the six-point landmark "
-                          "network's points and the outline's, the landmarks alone (fewer fracture grades: see the "
-                          "README), or the outline alone (the landmark network is not run)")
+                          "network's points and the outline's (0.6 and 0.4), the landmarks alone (fewer fracture "
+                          "grades: see the README), or the outline alone (the landmark network is not run)")
     seg.add_argument("--landmarks", action="store_true", help="the same as --heights landmarks (0.3.0's flag)")
     seg.add_argument("--no-detector", action="store_true",
                      help="skip the fracture detector's opinion (fracture_calls) per vertebra")

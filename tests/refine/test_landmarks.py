@@ -15,6 +15,7 @@ from spinemorph.data.simulate import SimConfig, simulate
 from spinemorph.hierarchical.boxes import Box
 from spinemorph.inference.model import ModelSpec
 from spinemorph.measure import measure
+from spinemorph.measure.core import LANDMARK_WEIGHT
 from spinemorph.refine.landmarks import (
     POINTS,
     build_landmark_net,
@@ -136,10 +137,11 @@ def test_by_default_the_heights_are_those_of_the_mean_of_landmarks_and_outline()
     outline = measure(labels, (0.5, 0.5), "left").by_level()["L2"]
     marks = _landmarks_of(labels)
     l2 = measure(labels, (0.5, 0.5), "left", landmarks=marks).by_level()["L2"]
-    assert l2.heights_from == "mean" and l2.Ha_px == pytest.approx(37.0) and l2.Hp_px == pytest.approx(40.0)
-    assert l2.vcr_percent == pytest.approx(7.5)  # half the landmarks' 15 points
+    w = LANDMARK_WEIGHT  # the landmark's share of each point (0.6), the outline's the rest
+    assert l2.heights_from == "mean" and l2.Ha_px == pytest.approx(40.0 - 6.0 * w) and l2.Hp_px == pytest.approx(40.0)
+    assert l2.vcr_percent == pytest.approx(15.0 * w)  # that share of the landmarks' 15 points
     assert l2.points["inferior_anterior"] == pytest.approx(  # the points the heights were measured between
-        ((marks[21]["inferior_left"] + np.asarray(outline.points["inferior_anterior"])) / 2).tolist())
+        (w * marks[21]["inferior_left"] + (1 - w) * np.asarray(outline.points["inferior_anterior"])).tolist())
     assert l2.landmarks["inferior_anterior"] == pytest.approx(marks[21]["inferior_left"].tolist())  # the network's
     assert l2.landmarks["superior_posterior"] == pytest.approx(marks[21]["superior_right"].tolist())
     with pytest.raises(ValueError, match="heights"):
@@ -156,13 +158,14 @@ def test_landmarks_that_stray_from_the_outline_give_the_mean_heights_and_no_grad
         for level, rec in result.items():
             assert rec.heights_from == "mean" and "landmarks_disagree" in rec.flags, level
             assert rec.landmarks is not None  # reported, so a reader sees what disagreed
-            mean = {k: (np.asarray(outline[level].points[k]) + rec.landmarks[k]) / 2 for k in rec.points}
+            mean = {k: (1 - LANDMARK_WEIGHT) * np.asarray(outline[level].points[k])
+                    + LANDMARK_WEIGHT * np.asarray(rec.landmarks[k]) for k in rec.points}
             for k, point in mean.items():
                 assert rec.points[k] == pytest.approx(point.tolist(), abs=2e-3), (level, k)
             for h, station in (("Ha", "anterior"), ("Hp", "posterior")):
                 assert getattr(rec, f"{h}_px") == pytest.approx(
                     np.linalg.norm(mean[f"superior_{station}"] - mean[f"inferior_{station}"]), abs=1e-2), level
-        assert result["L2"].Ha_px == pytest.approx((outline["L2"].Ha_px + outline["L2"].Ha_px - 6.0) / 2, abs=1.5)
+        assert result["L2"].Ha_px == pytest.approx(outline["L2"].Ha_px - 6.0 * LANDMARK_WEIGHT, abs=1.5)
     for level, rec in result.items():  # two readings disagree: no grade on their mean, normal or not
         assert rec.genant_grade is None and {"low_confidence", "landmarks_disagree"} <= set(rec.flags), level
     assert result["L1"].vcr_percent is not None  # still measured, and its neighbours' reference

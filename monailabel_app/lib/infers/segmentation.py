@@ -38,7 +38,8 @@ class SegmentationInfer(InferTask):
                                            "grade against the crop's mirror view (default true; false: stage "
                                            "1's outlines, given no fracture grade)",
                                  "heights": "where stage 2's heights come from: mean (default: of the six-point "
-                                            "landmark network's points and the outline's), landmarks, or outline "
+                                            "landmark network's points and the outline's, 0.6 and 0.4), landmarks, "
+                                            "or outline "
                                             "(the landmark network is not run); landmarks=true|false, as 0.3.0 "
                                             "took it, means landmarks|outline",
                                  "detector": "add the fracture detector's opinion per vertebra (default true)",
