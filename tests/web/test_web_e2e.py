@@ -147,3 +147,17 @@ def test_the_levels_shift_and_the_facing_flips_in_one_click(loop):
     assert [n for n in shifted if n != "S1"] == [level_name(level_code(n) - 1) for n in movable]  # one up
     assert back == names
     assert {seen["flipped"], seen["flipped_back"]} == {"Facing set to left.", "Facing set to right."}
+
+
+def test_a_click_acts_on_the_values_it_carries_not_on_the_fields_last_sync():
+    """A click can reach the app before the field's last keystrokes do (CI once connected to ''): the buttons send
+    their fields' values with the click, and the app acts on those."""
+    script = ("import sys; sys.path[:0] = [sys.argv[1] + '/web', sys.argv[1] + '/slicer_module/SpineMorph']\n"
+              "from spinemorph_web.app import SpineMorphWebApp\n"
+              "app = SpineMorphWebApp('')\n"  # the state still holds an empty address
+              "app.on_connect('http://127.0.0.1:9', '', '')\n"
+              "print(app.state.server_url); print(app.state.error)")
+    done = subprocess.run([str(WEB_PYTHON), "-c", script, str(REPO)], capture_output=True, text=True, timeout=120)
+    url, error = done.stdout.splitlines()[-2:]
+    assert url == "http://127.0.0.1:9"
+    assert error.startswith("No SpineMorph server answers at http://127.0.0.1:9.")

@@ -87,8 +87,14 @@ class SpineMorphWebApp:
             return run
         return wrap
 
+    def _typed(self, **fields) -> None:
+        """Take what the page's fields showed when the button was pressed: a click can reach us before the
+        field's last keystrokes do, so the buttons send the fields' values with the click."""
+        self.state.update({name: value for name, value in fields.items() if value is not None})
+
     @_action("connect")
-    def on_connect(self) -> None:
+    def on_connect(self, url: str | None = None, username: str | None = None, password: str | None = None) -> None:
+        self._typed(server_url=url, username=username, password=password)
         info = self.session.connect(self.state.server_url, self.state.username, self.state.password)
         self.state.password = ""
         strategies, models = info["strategies"], info["models"]
@@ -100,11 +106,13 @@ class SpineMorphWebApp:
         })
 
     @_action("next sample")
-    def on_next_sample(self) -> None:
+    def on_next_sample(self, strategy: str | None = None) -> None:
+        self._typed(strategy=strategy)
         self._shown(self.session.next_sample(self.state.strategy))
 
     @_action("open")
-    def on_open_image(self) -> None:
+    def on_open_image(self, wanted: str | None = None) -> None:
+        self._typed(wanted_image=wanted)
         wanted = (self.state.wanted_image or "").strip()
         if not wanted:
             raise ValueError("type an image id first")
@@ -115,7 +123,8 @@ class SpineMorphWebApp:
                            "tool": "none", "can_undo": False, "exported": "", "export_url": "", "export_name": ""})
 
     @_action("auto-segment")
-    def on_auto_segment(self) -> None:
+    def on_auto_segment(self, model: str | None = None) -> None:
+        self._typed(model=model)
         levels = self.session.auto_segment(self.state.model)
         self.state.update({"levels": levels, "level": levels[len(levels) // 2] if levels else None,
                            "tool": "none", "rows": [], "headers": [], "can_undo": False})

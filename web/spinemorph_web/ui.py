@@ -24,7 +24,9 @@ def _connect_card(ctrl) -> None:
             with v3.VCol():
                 v3.VTextField(v_model=("password",), label="Password", type="password", density="compact",
                               hide_details=True)
-        v3.VBtn("Connect", id="connect", click=ctrl.connect, color="primary", block=True, classes="mt-2")
+        # the buttons send their fields' values with the click, which can reach the app before the last keystrokes
+        v3.VBtn("Connect", id="connect", click=(ctrl.connect, "[server_url, username, password]"), color="primary",
+                block=True, classes="mt-2")
         html.Div("{{ server_name }}", id="server-name", classes="text-caption mt-1", v_if=("connected",))
 
 
@@ -35,20 +37,20 @@ def _sample_card(ctrl) -> None:
                 v3.VSelect(v_model=("strategy",), items=("strategies",), label="Strategy", id="strategy",
                            density="compact", hide_details=True)
             with v3.VCol(cols=5):
-                v3.VBtn("Next sample", id="next-sample", click=ctrl.next_sample, block=True)
+                v3.VBtn("Next sample", id="next-sample", click=(ctrl.next_sample, "[strategy]"), block=True)
         with v3.VRow(dense=True, classes="mt-1"):
             with v3.VCol(cols=7):
                 v3.VTextField(v_model=("wanted_image",), label="or image id", id="image-id", density="compact",
                               hide_details=True)
             with v3.VCol(cols=5):
-                v3.VBtn("Open", id="open-image", click=ctrl.open_image, block=True)
+                v3.VBtn("Open", id="open-image", click=(ctrl.open_image, "[wanted_image]"), block=True)
         html.Div("Image: {{ image_id }}", id="image-name", classes="text-caption mt-1", v_if=("image_id",))
         with v3.VRow(dense=True, classes="mt-1"):
             with v3.VCol(cols=7):
                 v3.VSelect(v_model=("model",), items=("models",), label="Model", density="compact",
                            hide_details=True)
             with v3.VCol(cols=5):
-                v3.VBtn("Auto-segment", id="auto-segment", click=ctrl.auto_segment, block=True,
+                v3.VBtn("Auto-segment", id="auto-segment", click=(ctrl.auto_segment, "[model]"), block=True,
                         disabled=("!image_id",))
 
 
