@@ -1,4 +1,5 @@
-"""Refuse rather than invent: a segment that is no plausible vertebral body keeps its heights and loses its grade."""
+"""Refuse rather than invent: a segment that is no plausible vertebral body keeps its heights and loses its grade;
+a network's segment that is no body at all (``no_body``) loses its heights too."""
 
 from __future__ import annotations
 
@@ -166,6 +167,26 @@ def test_two_bodies_drawn_as_one_segment_are_no_reference_for_their_neighbours()
     assert by["L2"].genant_grade is None and "implausible_size" in by["L2"].flags
     assert "one_neighbour" in by["L1"].flags and by["L1"].vcr_percent == pytest.approx(0.0, abs=1.0)
     assert by["L1"].genant_grade == 0
+
+
+def test_a_networks_segment_that_is_no_body_has_no_heights_and_a_hand_drawn_one_keeps_them():
+    """The same merged L2 and L3, drawn by a network (its stage known): two bodies' height, so no body on its own.
+    It has no heights, indices or VCR (``heights_withheld``) and keeps its six points; its neighbours are measured
+    as before. Drawn by hand (no stage) it keeps its heights; a body out of proportion only by its depth (a gate
+    that also fires beside a neighbour drawn wrong) keeps them too."""
+    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
+    merged[merged == 22] = 0
+    net = measure(merged, (0.4, 0.4), "left", stages={19: 2, 20: 2, 21: 2, 23: 2}).by_level()
+    hand = measure(merged, (0.4, 0.4), "left").by_level()
+    rec = net["L2"]
+    assert rec.flags == ["low_confidence", "implausible_size", "heights_withheld"]
+    assert [rec.Ha_mm, rec.Hm_px, rec.Hp_mm, rec.wedge, rec.crush, rec.vcr_percent, rec.genant_grade] == [None] * 7
+    assert rec.heights_from is None and rec.points == hand["L2"].points and len(rec.points) == 6
+    assert hand["L2"].Ha_mm == pytest.approx(32.0, abs=0.5) and "heights_withheld" not in hand["L2"].flags
+    for level in ("T12", "L1", "L4"):
+        assert (net[level].vcr_percent, net[level].genant_grade) == (hand[level].vcr_percent, hand[level].genant_grade)
+    thin = measure(spine(L2=(120, 160, 45, 75)), (1.0, 1.0), "left", stages=dict.fromkeys(ROWS, 2)).by_level()["L2"]
+    assert "implausible_size" in thin.flags and "heights_withheld" not in thin.flags and thin.Ha_mm
 
 
 def test_a_body_refused_only_because_the_stages_disagree_is_a_reference_when_in_proportion():

@@ -107,6 +107,25 @@ def test_regrading_keeps_a_body_refused_on_its_own_out_of_its_neighbours_vcr_unt
     assert _same(again) == _same(measured)
 
 
+def test_a_segment_whose_heights_were_withheld_regrades_as_measured_and_placing_a_point_brings_them_back():
+    """L2 and L3 drawn as one segment by a network: no body, so no heights (``heights_withheld``). A re-grade keeps it
+    so; moving one of its points makes the six points the annotator's, and all three heights come back."""
+    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
+    merged[merged == 22] = 0
+    measured = measure(merged, (0.4, 0.4), "left", stages={19: 2, 20: 2, 21: 2, 23: 2})
+    assert "heights_withheld" in measured.by_level()["L2"].flags
+    again = copy.deepcopy(measured)
+    regrade(again)
+    assert _same(again) == _same(measured)
+    l2 = again.by_level()["L2"]
+    set_station(l2, "middle", l2.points["superior_middle"], l2.points["inferior_middle"], again.spacing_mm)
+    regrade(again)
+    assert l2.flags[0] == "placed_by_annotator" and not {"low_confidence", "heights_withheld"} & set(l2.flags)
+    assert l2.Hm_mm == pytest.approx(32.0, abs=0.5)
+    assert l2.Ha_mm == pytest.approx(32.0, abs=0.5) and l2.Hp_mm == pytest.approx(32.0, abs=0.5)
+    assert l2.genant_grade is not None  # the annotator's measurement, graded
+
+
 def test_moving_one_station_regrades_it_and_its_neighbours(boxes):
     l2 = boxes.by_level()["L2"]
     top, bottom = np.array(l2.points["superior_anterior"]), np.array(l2.points["inferior_anterior"])

@@ -15,13 +15,14 @@ from spinemorph.measure.gates import (
     Gates,
     alone_reasons,
     gate_records,
+    no_body,
     references,
     segment_shapes,
     too_tall,
     withhold,
 )
 from spinemorph.measure.geometry import initial_axes, locate_all
-from spinemorph.measure.indices import grade_records, neighbours
+from spinemorph.measure.indices import NEIGHBOUR_FLAGS, grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
 
 __all__ = ["measure", "measure_radiograph", "in_image_order", "LANDMARK_HEIGHTS"]
@@ -89,7 +90,10 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         gates: what a segment must pass to be graded (``spinemorph.measure.gates.Gates``).
         stages: per level code, the stage of the pipeline that drew its outline (1: the whole film; 2: its own
             full-resolution crop), passed through to the records; a stage-1 outline is given no fracture grade
-            (``coarse_outline``, unless ``gates.fine_fracture`` is off).
+            (``coarse_outline``, unless ``gates.fine_fracture`` is off), and a network's outline that is no body at
+            all (in pieces, two bodies' height, a size or shape no body has: ``gates.no_body``) no heights either
+            (``heights_withheld``; its six points stay). Without a stage (a hand-drawn or truth labelmap) every
+            body keeps its heights.
         agreement: per level code, the intersection over union of its stage-1 and stage-2 outlines (under
             ``gates.agreement`` it is not graded: ``stages_disagree``).
         landmarks: per level code, six points placed by a landmark network (``spinemorph.refine.landmarks``:
@@ -168,6 +172,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         if "implausible_size" not in reasons[i]:
             reasons[i].append("implausible_size")
     bad |= tall
+    empty = no_body(records, reasons)  # no body at all: its heights go below (no one's reference already)
     pairs = references(records, neighbours([b.code for b in bodies], centroids), reasons, gates)
     grade_records(records, pairs, "mm" if spacing else "px")
     gate_records(records, bodies, confidence, facing_uncertain, gates, agreement, exclude=bad, shapes=shapes)
@@ -176,6 +181,8 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
     # Two readings of one body that disagree: the mean of their heights stands, and no grade on it, not even a normal
     # one (graded, the mean called a grade-1 fracture normal on a calibration film).
     withhold(records, {r.code: ["landmarks_disagree"] for r in records if "landmarks_disagree" in r.flags}, normal=True)
+    for i in empty:
+        _withhold_heights(records[i])
     return Morphometry(records, facing, facing_source, spacing, flags, facing_confidence, level_naming)
 
 
@@ -194,6 +201,15 @@ def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, 
     _set_heights(rec, geo.points, facing, scale, spacing)
     rec.heights_from = "outline"
     return rec
+
+
+def _withhold_heights(rec: VertebraRecord) -> None:
+    """Take a record's heights, indices and VCR away (``heights_withheld``); its six points stay, for a reader to see
+    what was measured and an annotator to place (which gives the heights back)."""
+    for name in ("Ha_mm", "Hm_mm", "Hp_mm", "Ha_px", "Hm_px", "Hp_px", "wedge", "biconcave", "crush", "vcr_percent",
+                 "avh_pvh_percent", "genant_grade", "deformity", "heights_from"):
+        setattr(rec, name, None)
+    rec.flags = [f for f in rec.flags if f not in NEIGHBOUR_FLAGS] + ["heights_withheld"]
 
 
 def _stations(points: dict, facing: str):

@@ -31,6 +31,8 @@ FLAG_TEXT: dict[str, str] = {
     # why it was not measured
     "truncated": "the edge of the film (or of its exposed field) may cut it: not measured",
     "unmeasurable": "no six points could be placed on its outline",
+    "heights_withheld": "its outline is no plausible body, so its heights would measure no vertebra: none given "
+                        "(place its points to measure it)",
     # how it was measured
     "one_neighbour": "VCR against one neighbour only",
     "no_upper_neighbour": "no measured body above it",
@@ -42,7 +44,7 @@ FLAG_TEXT: dict[str, str] = {
 }
 
 _REASONS = frozenset((*GATE_FLAGS, "facing_uncertain"))  # the flags that say which check refused a grade
-_NOT_MEASURED = ("truncated", "unmeasurable")
+_NOT_MEASURED = ("truncated", "unmeasurable", "heights_withheld")
 
 
 def explain(flags: Iterable[str]) -> str:

@@ -8,7 +8,10 @@ from spinemorph.conventions import genant_grade
 from spinemorph.levels import ANATOMICAL_ORDER, level_code
 from spinemorph.measure.records import VertebraRecord
 
-__all__ = ["neighbours", "grade_records", "missing_after"]
+__all__ = ["neighbours", "grade_records", "missing_after", "NEIGHBOUR_FLAGS"]
+
+#: The flags ``grade_records`` adds on how a record's VCR and crush index found their neighbours.
+NEIGHBOUR_FLAGS = ("no_upper_neighbour", "no_lower_neighbour", "one_neighbour", "vcr_unavailable")
 
 _TRANSITIONAL = (level_code("T13"), level_code("L6"))
 _GAP = 1.6  # a centroid gap this many times its neighbouring gaps means a body is missing

@@ -119,15 +119,20 @@ def set_station(record: VertebraRecord, station: str, superior, inferior, spacin
     top, bottom = np.asarray(superior, float), np.asarray(inferior, float)
     record.points[f"superior_{station}"] = [round(float(v), 4) for v in top]
     record.points[f"inferior_{station}"] = [round(float(v), 4) for v in bottom]
-    height = STATIONS[station]
+    # A segment the gates called no body had its heights withheld: placing one of its points makes all six the
+    # annotator's, and all three heights come back from them.
+    moved = list(STATIONS) if "heights_withheld" in record.flags else [station]
     # Points the annotator placed are the annotator's measurement: the gates that judged the segment no longer apply.
-    record.flags = [f for f in record.flags if f not in ("low_confidence", *GATE_FLAGS)]
+    record.flags = [f for f in record.flags if f not in ("low_confidence", "heights_withheld", *GATE_FLAGS)]
     if "placed_by_annotator" not in record.flags:
         record.flags.append("placed_by_annotator")
-    setattr(record, f"{height}_px", float(np.linalg.norm(top - bottom)))
-    if spacing is not None:
-        scale = np.asarray(spacing, float)
-        setattr(record, f"{height}_mm", float(np.linalg.norm((top - bottom) * scale)))
+    scale = None if spacing is None else np.asarray(spacing, float)
+    for name in moved:
+        top, bottom = (np.asarray(record.points[f"{end}_{name}"], float) for end in ("superior", "inferior"))
+        setattr(record, f"{STATIONS[name]}_px", float(np.linalg.norm(top - bottom)))
+        if scale is not None:
+            setattr(record, f"{STATIONS[name]}_mm", float(np.linalg.norm((top - bottom) * scale)))
+    if scale is not None:
         record.points_mm = {k: [round(v[0] * scale[0], 4), round(v[1] * scale[1], 4)]
                             for k, v in record.points.items()}
 
