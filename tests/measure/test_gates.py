@@ -25,6 +25,13 @@ def spine(**changes) -> np.ndarray:
     return labels
 
 
+def merged_spine() -> np.ndarray:
+    """``spine()`` with L2 and L3 drawn as one segment, L2's, twice a body's height."""
+    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
+    merged[merged == 22] = 0
+    return merged
+
+
 def graded(result) -> dict[str, int | None]:
     return {r.level: r.genant_grade for r in result.vertebrae}
 
@@ -161,8 +168,7 @@ def test_a_segment_that_fails_a_gate_on_its_own_is_no_reference_for_its_neighbou
 def test_two_bodies_drawn_as_one_segment_are_no_reference_for_their_neighbours():
     """L2 and L3 drawn as one segment, twice a body's height: refused (``implausible_size``), and L1 is measured
     against T12 alone, not made to look crushed against a neighbour twice its height (a false grade 2)."""
-    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
-    merged[merged == 22] = 0
+    merged = merged_spine()
     by = measure(merged, (0.4, 0.4), "left").by_level()  # 32 mm: a size one body may have, so only its neighbours tell
     assert by["L2"].genant_grade is None and "implausible_size" in by["L2"].flags
     assert "one_neighbour" in by["L1"].flags and by["L1"].vcr_percent == pytest.approx(0.0, abs=1.0)
@@ -174,8 +180,7 @@ def test_a_networks_segment_that_is_no_body_has_no_heights_and_a_hand_drawn_one_
     It has no heights, indices or VCR (``heights_withheld``) and keeps its six points; its neighbours are measured
     as before. Drawn by hand (no stage) it keeps its heights; a body out of proportion only by its depth (a gate
     that also fires beside a neighbour drawn wrong) keeps them too."""
-    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
-    merged[merged == 22] = 0
+    merged = merged_spine()
     net = measure(merged, (0.4, 0.4), "left", stages={19: 2, 20: 2, 21: 2, 23: 2}).by_level()
     hand = measure(merged, (0.4, 0.4), "left").by_level()
     rec = net["L2"]

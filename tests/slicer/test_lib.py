@@ -29,7 +29,7 @@ from SpineMorphLib.records import (
 from SpineMorphLib.report import answered_by, patient_report, render_overlay, result_summary, write_table_csv
 from SpineMorphLib.sample import box_spine
 from SpineMorphLib.training import TrainingMonitor, train_progress
-from tests.measure.test_gates import spine
+from tests.measure.test_gates import merged_spine
 from tests.slicer.conftest import REPO
 
 
@@ -76,6 +76,14 @@ def _same(result) -> list[dict]:
     return [{**v, "flags": sorted(v["flags"])} for v in result.to_dict()["vertebrae"]]
 
 
+def _place(result, level: str, station: str):
+    """Place one station of ``level`` where it is, as an annotator dropping its line in place; re-grade; return it."""
+    rec = result.by_level()[level]
+    set_station(rec, station, rec.points[f"superior_{station}"], rec.points[f"inferior_{station}"], result.spacing_mm)
+    regrade(result)
+    return rec
+
+
 def test_regrading_keeps_a_body_refused_on_its_own_out_of_its_neighbours_vcr_until_it_is_placed():
     """``measure`` measures L3 against its other neighbour alone, and L5 against none, when L4 fails gates on its
     own (here its stages disagree and the network doubts it); a re-grade in Slicer, after any point moved, must do
@@ -89,17 +97,14 @@ def test_regrading_keeps_a_body_refused_on_its_own_out_of_its_neighbours_vcr_unt
     again = copy.deepcopy(measured)
     regrade(again)
     assert _same(again) == _same(measured)
-    l4 = again.by_level()["L4"]
-    set_station(l4, "anterior", l4.points["superior_anterior"], l4.points["inferior_anterior"], again.spacing_mm)
-    regrade(again)
+    _place(again, "L4", "anterior")
     by = again.by_level()
     assert "one_neighbour" not in by["L3"].flags and by["L5"].vcr_percent == pytest.approx(0.0, abs=1e-6)
     in_proportion = measure(labels, (0.5, 0.5), "left", agreement={23: 0.3})  # stages_disagree alone: a reference
     again = copy.deepcopy(in_proportion)
     regrade(again)
     assert _same(again) == _same(in_proportion) and "one_neighbour" not in again.by_level()["L3"].flags
-    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))  # L2 and L3 as one segment: nobody's reference
-    merged[merged == 22] = 0
+    merged = merged_spine()  # L2 and L3 as one segment: nobody's reference
     measured = measure(merged, (0.4, 0.4), "left")
     assert "implausible_size" in measured.by_level()["L2"].flags and "one_neighbour" in measured.by_level()["L1"].flags
     again = copy.deepcopy(measured)
@@ -110,16 +115,13 @@ def test_regrading_keeps_a_body_refused_on_its_own_out_of_its_neighbours_vcr_unt
 def test_a_segment_whose_heights_were_withheld_regrades_as_measured_and_placing_a_point_brings_them_back():
     """L2 and L3 drawn as one segment by a network: no body, so no heights (``heights_withheld``). A re-grade keeps it
     so; moving one of its points makes the six points the annotator's, and all three heights come back."""
-    merged = spine(L2=(120, 200, 30, 90), L3=(0, 0, 0, 0))
-    merged[merged == 22] = 0
+    merged = merged_spine()
     measured = measure(merged, (0.4, 0.4), "left", stages={19: 2, 20: 2, 21: 2, 23: 2})
     assert "heights_withheld" in measured.by_level()["L2"].flags
     again = copy.deepcopy(measured)
     regrade(again)
     assert _same(again) == _same(measured)
-    l2 = again.by_level()["L2"]
-    set_station(l2, "middle", l2.points["superior_middle"], l2.points["inferior_middle"], again.spacing_mm)
-    regrade(again)
+    l2 = _place(again, "L2", "middle")
     assert l2.flags[0] == "placed_by_annotator" and not {"low_confidence", "heights_withheld"} & set(l2.flags)
     assert l2.Hm_mm == pytest.approx(32.0, abs=0.5)
     assert l2.Ha_mm == pytest.approx(32.0, abs=0.5) and l2.Hp_mm == pytest.approx(32.0, abs=0.5)
