@@ -11,7 +11,7 @@ from spinemorph.levels import is_level_code, level_code, level_color, level_name
 from spinemorph.measure import Morphometry, VertebraRecord
 from spinemorph.measure.flags import explain
 from spinemorph.measure.gates import GATE_FLAGS, flagged_reasons, references
-from spinemorph.measure.indices import grade_records, neighbours
+from spinemorph.measure.indices import NEIGHBOUR_FLAGS, grade_records, neighbours
 from spinemorph.overlay import GRADE_COLORS
 
 __all__ = [
@@ -29,8 +29,7 @@ TABLE_FIELDS: tuple[str, ...] = (
 )
 _HEADERS = {"level": "Level", "wedge": "Wedge", "biconcave": "Biconcave", "crush": "Crush", "vcr_percent": "VCR %",
             "genant_grade": "Genant grade", "deformity": "Type", "confidence": "Confidence", "flags": "Flags"}
-# Flags grade_records adds; cleared before re-grading so that a second pass does not repeat them.
-_GRADING_FLAGS = ("no_upper_neighbour", "no_lower_neighbour", "one_neighbour", "vcr_unavailable")
+# Flags grade_records adds (NEIGHBOUR_FLAGS) are cleared before re-grading so that a second pass does not repeat them.
 _GRADED = ("wedge", "biconcave", "crush", "vcr_percent", "avh_pvh_percent", "genant_grade", "deformity")
 _UNGRADED = (200, 200, 200)
 
@@ -144,7 +143,7 @@ def regrade(result: Morphometry) -> None:
     for rec in result.vertebrae:
         for name in _GRADED:
             setattr(rec, name, None)
-        rec.flags = [f for f in rec.flags if f not in _GRADING_FLAGS]
+        rec.flags = [f for f in rec.flags if f not in NEIGHBOUR_FLAGS]
     codes = [rec.code for rec in result.vertebrae]
     centres = [np.asarray(rec.center_px, float) for rec in result.vertebrae]
     reasons = flagged_reasons(result.vertebrae)
