@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from spinemorph.levels import codes_in, grow_window, is_level_code, label_window, level_color, level_name
 
-__all__ = ["GRADE_COLORS", "PNG_OPTIONS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
+__all__ = ["GRADE_COLORS", "UNGRADED_COLOR", "PNG_OPTIONS", "to_rgb", "draw_labels", "draw_measurements", "fit_height"]
 
 #: How overlays are written: zlib level 1, a 1024-row overlay in 0.06 s instead of Pillow's default level 6 in
 #: 0.26 s, 8 % larger (measured on a 2048² simulated film, 2026-12-03).
@@ -18,6 +18,8 @@ PNG_OPTIONS = {"compress_level": 1}
 GRADE_COLORS: dict[int, tuple[int, int, int]] = {
     0: (60, 220, 90), 1: (250, 230, 60), 2: (255, 150, 40), 3: (240, 50, 50),
 }
+#: A vertebra without a grade (refused, or not measured): grey, never a grade's colour.
+UNGRADED_COLOR: tuple[int, int, int] = (200, 200, 200)
 
 
 def fit_height(shape: tuple[int, int], height: int = 1024) -> float:
@@ -78,7 +80,8 @@ def draw_labels(pic: Image.Image, labels: np.ndarray, alpha: float = 0.35, names
 
 
 def draw_measurements(pic: Image.Image, records: list[dict], image_shape: tuple[int, int]) -> Image.Image:
-    """Return ``pic`` with each record's six points and Ha/Hm/Hp lines, coloured by its Genant grade."""
+    """Return ``pic`` with each record's six points and Ha/Hm/Hp lines, coloured by its Genant grade (grey when it
+    has none: a refused body is not drawn as a normal one)."""
     scale = pic.height / image_shape[0]
     out = pic.copy()
     draw = ImageDraw.Draw(out)
@@ -88,7 +91,7 @@ def draw_measurements(pic: Image.Image, records: list[dict], image_shape: tuple[
         pts = rec.get("points") or {}
         if not pts:
             continue
-        colour = GRADE_COLORS.get(rec.get("genant_grade") or 0, (200, 200, 200))
+        colour = GRADE_COLORS.get(rec.get("genant_grade"), UNGRADED_COLOR)
         for station in ("anterior", "middle", "posterior"):
             a, b = pts.get(f"superior_{station}"), pts.get(f"inferior_{station}")
             if a is None or b is None:

@@ -89,3 +89,17 @@ def test_measurement_imports_no_slicer_qt_torch_or_monai():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_picture_draws_a_refused_body_grey_and_a_graded_one_in_its_grade_colour():
+    """A body with no grade (refused, or heights withheld) is drawn grey, never in grade 0's green as if normal."""
+    from PIL import Image
+
+    from spinemorph.overlay import GRADE_COLORS, UNGRADED_COLOR, draw_measurements
+
+    points = {f"{end}_{station}": [20.0 + 40 * (end == "inferior"), 20.0 + 30 * i]
+              for i, station in enumerate(("anterior", "middle", "posterior")) for end in ("superior", "inferior")}
+    for grade, colour in ((None, UNGRADED_COLOR), (0, GRADE_COLORS[0]), (2, GRADE_COLORS[2])):
+        pic = draw_measurements(Image.new("RGB", (100, 100)), [{"level": "", "genant_grade": grade,
+                                                                 "points": points}], (100, 100))
+        assert pic.getpixel((50, 40)) == colour  # on the middle height line, between its two points

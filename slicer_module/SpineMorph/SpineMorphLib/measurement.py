@@ -9,14 +9,13 @@ import slicer
 from slicer.util import VTKObservationMixin
 
 from spinemorph.measure import Morphometry
+from spinemorph.overlay import UNGRADED_COLOR
 from SpineMorphLib import nodes
 from SpineMorphLib.grid import PlaneGrid
 from SpineMorphLib.markups import HeightLine, height_lines, move_line, records_with_points
 from SpineMorphLib.records import review_order, row_colors, table_headers, table_rows
 
 __all__ = ["MeasurementNodes"]
-
-_UNGRADED = (200, 200, 200)
 
 
 class MeasurementNodes(VTKObservationMixin):
@@ -44,7 +43,7 @@ class MeasurementNodes(VTKObservationMixin):
         if self.table is None or self.table.GetScene() is None:
             self.table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", "SpineMorph results")
         for line in height_lines(result, grid):
-            node = nodes.add_height_line(self.scene, line, _UNGRADED)
+            node = nodes.add_height_line(self.scene, line, UNGRADED_COLOR)
             self.lines.append(node)
             self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._onLineModified)
         self.refresh()

@@ -12,7 +12,7 @@ from spinemorph.measure import Morphometry, VertebraRecord
 from spinemorph.measure.flags import explain
 from spinemorph.measure.gates import GATE_FLAGS, flagged_reasons, references
 from spinemorph.measure.indices import NEIGHBOUR_FLAGS, grade_records, neighbours
-from spinemorph.overlay import GRADE_COLORS
+from spinemorph.overlay import GRADE_COLORS, UNGRADED_COLOR
 
 __all__ = [
     "STATIONS", "TABLE_FIELDS", "segment_code", "segment_style", "labels_from_export", "table_headers", "table_rows",
@@ -31,7 +31,6 @@ _HEADERS = {"level": "Level", "wedge": "Wedge", "biconcave": "Biconcave", "crush
             "genant_grade": "Genant grade", "deformity": "Type", "confidence": "Confidence", "flags": "Flags"}
 # Flags grade_records adds (NEIGHBOUR_FLAGS) are cleared before re-grading so that a second pass does not repeat them.
 _GRADED = ("wedge", "biconcave", "crush", "vcr_percent", "avh_pvh_percent", "genant_grade", "deformity")
-_UNGRADED = (200, 200, 200)
 
 
 def segment_code(name: str, label_value: int | None = None) -> int | None:
@@ -108,7 +107,7 @@ def review_order(result: Morphometry) -> list[int]:
 
 def row_colors(result: Morphometry) -> list[tuple[int, int, int]]:
     """Return one RGB colour (0-255) per vertebra: its Genant grade's colour, grey when it has no grade."""
-    return [GRADE_COLORS.get(rec.genant_grade, _UNGRADED) for rec in result.vertebrae]
+    return [GRADE_COLORS.get(rec.genant_grade, UNGRADED_COLOR) for rec in result.vertebrae]
 
 
 def set_station(record: VertebraRecord, station: str, superior, inferior, spacing) -> None:
