@@ -15,15 +15,13 @@ from spinemorph.measure.gates import (
     Gates,
     alone_reasons,
     gate_records,
-    no_body,
-    references,
     segment_shapes,
-    too_tall,
     withhold,
 )
 from spinemorph.measure.geometry import initial_axes, locate_all
-from spinemorph.measure.indices import NEIGHBOUR_FLAGS, grade_records, neighbours
+from spinemorph.measure.indices import GRADED_FIELDS, NEIGHBOUR_FLAGS, grade_records, neighbours
 from spinemorph.measure.records import Morphometry, VertebraRecord
+from spinemorph.measure.references import no_body, references, too_tall
 
 __all__ = ["measure", "measure_radiograph", "in_image_order", "LANDMARK_HEIGHTS"]
 
@@ -91,7 +89,7 @@ def measure(labels, spacing=None, facing: str | None = None, anchor: str | None 
         stages: per level code, the stage of the pipeline that drew its outline (1: the whole film; 2: its own
             full-resolution crop), passed through to the records; a stage-1 outline is given no fracture grade
             (``coarse_outline``, unless ``gates.fine_fracture`` is off), and a network's outline that is no body at
-            all (in pieces, two bodies' height, a size or shape no body has: ``gates.no_body``) no heights either
+            all (in pieces, two bodies' height, a size or shape no body has: ``references.no_body``) no heights either
             (``heights_withheld``; its six points stay). Without a stage (a hand-drawn or truth labelmap) every
             body keeps its heights.
         agreement: per level code, the intersection over union of its stage-1 and stage-2 outlines (under
@@ -206,8 +204,7 @@ def _record(body: Body, geo, usable: bool, truncated: bool, facing: str, scale, 
 def _withhold_heights(rec: VertebraRecord) -> None:
     """Take a record's heights, indices and VCR away (``heights_withheld``); its six points stay, for a reader to see
     what was measured and an annotator to place (which gives the heights back)."""
-    for name in ("Ha_mm", "Hm_mm", "Hp_mm", "Ha_px", "Hm_px", "Hp_px", "wedge", "biconcave", "crush", "vcr_percent",
-                 "avh_pvh_percent", "genant_grade", "deformity", "heights_from"):
+    for name in ("Ha_mm", "Hm_mm", "Hp_mm", "Ha_px", "Hm_px", "Hp_px", "heights_from", *GRADED_FIELDS):
         setattr(rec, name, None)
     rec.flags = [f for f in rec.flags if f not in NEIGHBOUR_FLAGS] + ["heights_withheld"]
 

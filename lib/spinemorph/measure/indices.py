@@ -8,10 +8,12 @@ from spinemorph.conventions import genant_grade
 from spinemorph.levels import ANATOMICAL_ORDER, level_code
 from spinemorph.measure.records import VertebraRecord
 
-__all__ = ["neighbours", "grade_records", "missing_after", "NEIGHBOUR_FLAGS"]
+__all__ = ["neighbours", "grade_records", "missing_after", "NEIGHBOUR_FLAGS", "GRADED_FIELDS"]
 
 #: The flags ``grade_records`` adds on how a record's VCR and crush index found their neighbours.
 NEIGHBOUR_FLAGS = ("no_upper_neighbour", "no_lower_neighbour", "one_neighbour", "vcr_unavailable")
+#: The record fields ``grade_records`` fills from the heights: indices, VCR, grade and type.
+GRADED_FIELDS = ("wedge", "biconcave", "crush", "vcr_percent", "avh_pvh_percent", "genant_grade", "deformity")
 
 _TRANSITIONAL = (level_code("T13"), level_code("L6"))
 _GAP = 1.6  # a centroid gap this many times its neighbouring gaps means a body is missing

@@ -10,8 +10,9 @@ import numpy as np
 from spinemorph.levels import is_level_code, level_code, level_color, level_name
 from spinemorph.measure import Morphometry, VertebraRecord
 from spinemorph.measure.flags import explain
-from spinemorph.measure.gates import GATE_FLAGS, flagged_reasons, references
-from spinemorph.measure.indices import NEIGHBOUR_FLAGS, grade_records, neighbours
+from spinemorph.measure.gates import GATE_FLAGS
+from spinemorph.measure.indices import GRADED_FIELDS, NEIGHBOUR_FLAGS, grade_records, neighbours
+from spinemorph.measure.references import flagged_reasons, references
 from spinemorph.overlay import GRADE_COLORS, UNGRADED_COLOR
 
 __all__ = [
@@ -30,7 +31,6 @@ TABLE_FIELDS: tuple[str, ...] = (
 _HEADERS = {"level": "Level", "wedge": "Wedge", "biconcave": "Biconcave", "crush": "Crush", "vcr_percent": "VCR %",
             "genant_grade": "Genant grade", "deformity": "Type", "confidence": "Confidence", "flags": "Flags"}
 # Flags grade_records adds (NEIGHBOUR_FLAGS) are cleared before re-grading so that a second pass does not repeat them.
-_GRADED = ("wedge", "biconcave", "crush", "vcr_percent", "avh_pvh_percent", "genant_grade", "deformity")
 
 
 def segment_code(name: str, label_value: int | None = None) -> int | None:
@@ -140,7 +140,7 @@ def regrade(result: Morphometry) -> None:
     refused (``low_confidence``, ``facing_uncertain``) stays ungraded, and one refused on its own is no neighbour's
     VCR reference unless ``measure`` would take it (``references``), so an unedited result re-grades as measured."""
     for rec in result.vertebrae:
-        for name in _GRADED:
+        for name in GRADED_FIELDS:
             setattr(rec, name, None)
         rec.flags = [f for f in rec.flags if f not in NEIGHBOUR_FLAGS]
     codes = [rec.code for rec in result.vertebrae]
