@@ -10,7 +10,7 @@ same weights reads it in a fraction of that.
 
 Measured with ``bench/runtime.py`` on 60 calibration simulations (4500, 4600, 4700), one thread of this project's
 2-core CPU: per film, stage 1 0.102 to 0.078 s, stage 2 0.085 to 0.069 s, the landmarks 0.113 to 0.084 s; the same
-grade and flags on all 477 vertebrae, heights within 0.063 mm of torch's at the 99th percentile (README, "Speed").
+grade and flags on all 477 vertebrae, heights within 0.063 mm of torch's at the 99th percentile (docs/SPEED.md).
 Only a deterministic network can be compiled: one that samples (MC dropout for active learning) stays in torch.
 """
 

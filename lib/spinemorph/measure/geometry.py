@@ -29,8 +29,9 @@ _WALL_LINES = 15  # lines across a body at different heights: a grade 3 wedge ne
 _RUN_SAMPLES = 81  # samples along a line to find the middle of a body's run
 _FINE = np.linspace(0.0, 1.0, 21)
 #: Share of a side's crossing points that may lie outside its wall: a bulge fewer lines reach is not the wall. Chosen
-#: on calibration images (README, "Real outlines: a bulge is not the wall"): 0.4 and 0.5 read more real bodies' truth
-#: outlines, but 0.4 graded a normal real body as a fracture; 0.33 gave no false grade on any calibration set.
+#: on calibration images (docs/STAGE2.md, "Real outlines: a bulge is not the wall"): 0.4 and 0.5 read more real
+#: bodies' truth outlines, but 0.4 graded a normal real body as a fracture; 0.33 gave no false grade on any
+#: calibration set.
 _WALL_OUTSIDE = 0.33
 
 

@@ -11,8 +11,8 @@ and the outline's (since 2026-12-05 weighted 0.6 to the landmarks: ``spinemorph.
 ``analyse(heights=...)``; the server's ``heights``, ``spinemorph segment --heights``): the
 outline stays the one stage 2 drew and the gates judge it. The outline alone reads a fracture's reduction slightly
 high and the landmarks alone slightly low; on the calibration simulations (series 4500, 4600, 4700) the mean's
-graded heights are 0.252 mm from the truth against the outline's 0.320, with the outline's Genant κ (0.932; README,
-"Stage 2 at native resolution").
+graded heights are 0.252 mm from the truth against the outline's 0.320, with the outline's Genant κ (0.932;
+docs/STAGE2.md).
 """
 
 from __future__ import annotations
