@@ -49,6 +49,8 @@ def test_screen_writes_the_cohort_verdicts_and_reports_and_resumes(folder, tiny_
     assert len(records) == 9
     rows = list(csv.DictReader(open(out / "cohort.csv")))
     assert len(rows) == sum(len(r["morphometry"]["vertebrae"]) for r in records) > 0
+    unsure = {r["film"]: str("level_uncertain" in r["morphometry"]["flags"]) for r in records}
+    assert all(row["level_uncertain"] == unsure[row["film"]] for row in rows)  # the film's naming, on every row
     verdicts = {v["patient_id"]: v for v in csv.DictReader(open(out / "verdicts.csv"))}
     assert set(verdicts) == {r["patient_id"] for r in records}
     for patient, verdict in verdicts.items():

@@ -5,7 +5,8 @@
 For each film: the labelmap, the morphometry JSON (with the detector's opinion when the model ships one), and
 with ``--dicom`` a DICOM SEG and SR (stored back to a DICOMweb server with ``--store``). For the cohort:
 
-    DIR/cohort.csv       one row per vertebra (patient, study, film, level, heights, VCR, grade, type, flags, calls)
+    DIR/cohort.csv       one row per vertebra (patient, study, film, level and whether the film's level names are
+                         uncertain, heights, VCR, grade, type, flags, calls)
     DIR/verdicts.csv     one row per patient: any vertebra graded >= 1, and which; how many were graded; the
                          verdict ("not gradable" when no vertebra could be graded: no finding)
     DIR/reports/*.png    one page per patient: each film's overlay beside its table, the verdict and the flags
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.io import image_id, read_header, read_radiograph, write_labelmap
+from spinemorph.measure.flags import levels_beside
 from spinemorph.store import atomic_write_text
 
 __all__ = ["find_films", "fetch_dicomweb", "screen", "write_cohort", "COHORT_FIELDS"]
@@ -37,9 +39,9 @@ PROJECTION = ("CR", "DR", "DX", "RG")
 NOT_LATERAL = {"AP", "PA", "APL", "PAL"}  # DICOM ViewPosition of frontal films
 SKIP_FOLDERS = {"labels", "previews"}  # a studies folder's labels and pictures are not films
 _NOT_DICOM = (".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
-COHORT_FIELDS = ["patient_id", "study_uid", "film", "level", "Ha_mm", "Hm_mm", "Hp_mm", "Ha_px", "Hm_px", "Hp_px",
-                 "vcr_percent", "genant_grade", "deformity", "confidence", "stage", "detector_score", "combined",
-                 "flags"]
+COHORT_FIELDS = ["patient_id", "study_uid", "film", "level", "level_uncertain", "Ha_mm", "Hm_mm", "Hp_mm", "Ha_px",
+                 "Hm_px", "Hp_px", "vcr_percent", "genant_grade", "deformity", "confidence", "stage", "detector_score",
+                 "combined", "flags"]
 
 
 @dataclass
@@ -217,25 +219,34 @@ def screen(source: str | Path, out: str | Path, model: str | Path, device: str =
 
 def _rows(record: dict) -> list[dict]:
     calls = {c["level"]: c for c in record.get("fracture_calls") or []}
+    unsure = "level_uncertain" in record["morphometry"].get("flags", [])  # the film's: its names may be a level off
     rows = []
     for v in record["morphometry"]["vertebrae"]:
         call = calls.get(v["level"], {})
         rows.append({"patient_id": record["patient_id"], "study_uid": record["study_uid"], "film": record["film"],
-                     **{k: v.get(k) for k in COHORT_FIELDS if k in v}, "detector_score": call.get("detector_score"),
-                     "combined": call.get("combined"), "flags": ";".join(v.get("flags", []))})
+                     **{k: v.get(k) for k in COHORT_FIELDS if k in v}, "level_uncertain": unsure,
+                     "detector_score": call.get("detector_score"), "combined": call.get("combined"),
+                     "flags": ";".join(v.get("flags", []))})
     return rows
 
 
 def _graded(record: dict) -> list[str]:
-    """Return the film's vertebrae graded >= 1 ("L1 G2 wedge"), by measurement or by the combined call."""
+    """Return the film's vertebrae graded >= 1 ("L1 G2 wedge"), by measurement or by the combined call; on a film
+    whose level names are uncertain, with the levels each may be instead ("L2 G3 crush (level uncertain: L1 or
+    L3)")."""
     calls = {c["level"]: c for c in record.get("fracture_calls") or []}
+    unsure = "level_uncertain" in record["morphometry"].get("flags", [])
     found = []
     for v in record["morphometry"]["vertebrae"]:
         grade = v.get("genant_grade")
         if (grade or 0) >= 1:
-            found.append(f"{v['level']} G{grade} {v.get('deformity') or ''}".strip())
+            what = f"{v['level']} G{grade} {v.get('deformity') or ''}".strip()
         elif calls.get(v["level"], {}).get("combined"):
-            found.append(f"{v['level']} detector")
+            what = f"{v['level']} detector"
+        else:
+            continue
+        beside = levels_beside(v["level"]) if unsure else []
+        found.append(f"{what} (level uncertain: {' or '.join(beside)})" if beside else what)
     return found
 
 

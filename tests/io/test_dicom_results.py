@@ -130,6 +130,19 @@ def test_the_finding_sentence_says_when_nothing_was_graded_also_from_an_older_js
     assert finding_sentence(morph) == f"No vertebra graded 1 or more among the {len(morph['vertebrae'])} graded."
 
 
+def test_the_sr_finding_names_the_other_levels_a_fracture_may_be_when_the_names_are_uncertain(case, tmp_path):
+    morph = json.loads(json.dumps(case[2]))
+    fractured = morph["finding"]["graded_1_or_more"]
+    assert fractured and "level_uncertain" not in morph["flags"]
+    morph["flags"].append("level_uncertain")  # what measure adds when no sacrum was wholly in view to count from
+    back = read_morphometry_sr(write_sr(tmp_path / "unsure.dcm", morph, case[0]))
+    assert "level_uncertain" in back["flags"]
+    assert back["finding_text"] == finding_sentence(morph) == finding_sentence(back)  # written, and read back
+    level = fractured[0]
+    others = " or ".join(level_name(level_code(level) + d) for d in (-1, 1))
+    assert f"{level} may be {others}" in back["finding_text"]
+
+
 @pytest.mark.parametrize("which", ["case", "case_px"])
 def test_sr_reads_back_with_highdicom(request, which):
     path, _, morph, written = request.getfixturevalue(which)

@@ -36,26 +36,63 @@ def test_json_and_csv_hold_the_records(tmp_path):
     assert len(rows[0]) == len(TABLE_COLUMNS) and float(rows[1]["Ha_mm"]) == pytest.approx(6.0, abs=0.01)
 
 
-def test_the_table_and_the_json_say_when_nothing_could_be_graded():
+def _spine(wedge: bool = False) -> np.ndarray:
+    """T12, L1 and L2 as 30-row boxes 50 columns deep; ``wedge``: L1's front a third lower (a grade-2 wedge)."""
     labels = np.zeros((140, 90), np.uint8)
     for i, code in enumerate((19, 20, 21)):
         labels[10 + i * 42:40 + i * 42, 20:70] = code
+    if wedge:
+        labels[52:62, 45:70] = 0
+    return labels
+
+
+def test_the_table_and_the_json_say_when_nothing_could_be_graded():
+    labels = _spine()
     graded = measure(labels, spacing=(1.0, 1.0), facing="right")  # 30 mm tall, 50 mm deep: plausible bodies
     assert all(r.genant_grade == 0 for r in graded.vertebrae) and "no finding" not in graded.table()
     assert graded.to_dict()["finding"] == {"vertebrae_graded": 3, "graded_1_or_more": [],
-                                           "verdict": "no fracture among the graded"}
+                                           "verdict": "no fracture among the graded", "level_uncertain": False}
     refused = measure(labels, spacing=(0.1, 0.1), facing="right")  # 3 mm tall: fragments, not bodies
     assert all(r.genant_grade is None for r in refused.vertebrae)
     assert refused.table().endswith("No vertebra could be graded (see the flags): this is no finding.")
     assert "L1 not graded: its size is out of proportion to the bodies beside it, or to any adult body" in \
         refused.table()  # why, in words
-    assert refused.to_dict()["finding"] == {"vertebrae_graded": 0, "graded_1_or_more": [], "verdict": "not gradable"}
-    labels[52:62, 45:70] = 0  # L1's front a third lower: a grade-2 wedge
+    assert refused.to_dict()["finding"] == {"vertebrae_graded": 0, "graded_1_or_more": [], "verdict": "not gradable",
+                                            "level_uncertain": False}
+    labels = _spine(wedge=True)
     wedge = measure(labels, spacing=(1.0, 1.0), facing="right")
-    assert wedge.to_dict()["finding"] == {"vertebrae_graded": 3, "graded_1_or_more": ["L1"], "verdict": "fracture"}
+    assert wedge.to_dict()["finding"] == {"vertebrae_graded": 3, "graded_1_or_more": ["L1"], "verdict": "fracture",
+                                          "level_uncertain": False}
     unsure = measure(labels, spacing=(1.0, 1.0), facing="right", facing_confidence=0.5)
     assert unsure.to_dict()["finding"]["verdict"] == "not gradable"
     assert unsure.table().endswith("The facing is unsure, so nothing was graded: this is no finding.")
+
+
+def test_every_reading_of_a_finding_says_when_its_level_names_are_uncertain(tmp_path):
+    from PIL import Image
+
+    from spinemorph.io.dicom_results import finding_sentence
+    from spinemorph.measure.report import write_outputs
+    from spinemorph.overlay import NOTE_COLOR
+    from spinemorph.screen import _graded
+
+    labels = _spine(wedge=True)
+    uncounted = {"anchor": None, "level_uncertain": True, "alternatives": [["T11", "T12", "L1"], ["L1", "L2", "L3"]]}
+    unsure = measure(labels, spacing=(1.0, 1.0), facing="right", level_naming=uncounted)
+    sure = measure(labels, spacing=(1.0, 1.0), facing="right", level_naming={"anchor": "S1", "level_uncertain": False})
+    caveat = "The level names are uncertain (not counted up from a sacrum wholly in view): L1 may be T12 or L2."
+    assert unsure.finding["graded_1_or_more"] == ["L1"] and unsure.finding["level_uncertain"] is True
+    assert caveat in unsure.table() and "uncertain" not in sure.table()
+    assert finding_sentence(unsure.to_dict()) == f"Genant grade 1 or more: L1 (of 3 vertebrae graded). {caveat}"
+    assert finding_sentence(sure.to_dict()) == "Genant grade 1 or more: L1 (of 3 vertebrae graded)."
+    assert _graded({"morphometry": unsure.to_dict()}) == ["L1 G2 wedge (level uncertain: T12 or L2)"]
+    assert _graded({"morphometry": sure.to_dict()}) == ["L1 G2 wedge"]
+    for result, stem in ((unsure, "unsure"), (sure, "sure")):
+        write_outputs(result, tmp_path, stem, labels)
+    pictures = [np.asarray(Image.open(tmp_path / f"{s}.morphometry.png").convert("RGB")).astype(int)
+                for s in ("unsure", "sure")]
+    amber = [int((np.abs(p - NOTE_COLOR).sum(axis=-1) < 30).sum()) for p in pictures]
+    assert amber[0] > 50 and amber[1] == 0  # the note is written on the picture, and only when the names are unsure
 
 
 def test_measure_command_end_to_end(tmp_path):

@@ -251,6 +251,14 @@ def test_exports(boxes, tmp_path):
         assert pic.size == (320, 520)
 
 
+def test_the_report_says_which_levels_a_fracture_may_be_when_the_names_are_uncertain(boxes):
+    unsure = measure(box_spine(), (0.5, 0.5), "left", level_naming={"anchor": None, "level_uncertain": True})
+    assert "- L3: Genant grade 2 (wedge)" in patient_report(unsure)
+    assert "The level names are uncertain (not counted up from a sacrum wholly in view): L3 may be L2 or L4." in \
+        patient_report(unsure)
+    assert "uncertain" not in patient_report(boxes)
+
+
 def test_dependencies_come_from_the_repository():
     assert repository_lib() == REPO / "lib"
     assert missing_requirements() == []

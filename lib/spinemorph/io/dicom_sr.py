@@ -36,6 +36,7 @@ from spinemorph.io.dicom_codes import (
     read_source,
 )
 from spinemorph.levels import LEVELS
+from spinemorph.measure.flags import naming_caveat
 
 __all__ = ["make_sr", "write_sr", "read_morphometry_sr", "morphometry_from_sr", "finding_sentence"]
 
@@ -90,7 +91,9 @@ def _report_evaluations(hd, data: dict, unit: str) -> Dataset:
 
 
 def finding_sentence(data: dict) -> str:
-    """Return the image's finding in words, from a morphometry JSON (its ``finding``, else counted from the rows)."""
+    """Return the image's finding in words, from a morphometry JSON (its ``finding``, else counted from the rows);
+    with the levels each fracture may be instead when the level names are uncertain (``naming_caveat``, from the
+    image's flags, which the SR keeps)."""
     finding = data.get("finding")
     if not isinstance(finding, dict):
         from spinemorph.measure.records import Morphometry
@@ -98,7 +101,9 @@ def finding_sentence(data: dict) -> str:
         finding = Morphometry.from_dict(data).finding
     n, found = finding["vertebrae_graded"], finding["graded_1_or_more"]
     if found:
-        return f"Genant grade 1 or more: {', '.join(found)} (of {n} vertebrae graded)."
+        sentence = f"Genant grade 1 or more: {', '.join(found)} (of {n} vertebrae graded)."
+        caveat = naming_caveat(data.get("flags") or [], found)
+        return f"{sentence} {caveat}" if caveat else sentence
     if n:
         return f"No vertebra graded 1 or more among the {n} graded."
     return "No vertebra could be graded (see the flags): no finding."

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from spinemorph.levels import LEVELS, level_name
 from spinemorph.measure.gates import GATE_FLAGS
 
-__all__ = ["FLAG_TEXT", "explain", "why_not_graded"]
+__all__ = ["FLAG_TEXT", "explain", "why_not_graded", "levels_beside", "naming_caveat"]
 
 #: One plain phrase per flag a vertebra record can carry (``spinemorph.measure``, its gates, stage 2, Slicer).
 FLAG_TEXT: dict[str, str] = {
@@ -69,3 +70,34 @@ def why_not_graded(flags: Iterable[str]) -> str:
     flags = list(flags)
     why = [f for f in flags if f in _REASONS or f in _NOT_MEASURED]
     return explain(why or flags) or "no reason recorded"
+
+
+def levels_beside(level: str) -> list[str]:
+    """Return the levels one above and one below a named level (C1 to L5, in that order), those that exist; none
+    for a name that is no level, or for S1, L6 and T13, which no count from an anchor puts beside another."""
+    code = LEVELS.get(str(level).upper())
+    if code is None or not 1 <= code <= 24:
+        return []
+    return [level_name(c) for c in (code - 1, code + 1) if 1 <= c <= 24]
+
+
+def naming_caveat(flags: Iterable[str], levels: Iterable[str] = ()) -> str | None:
+    """Return the sentence a reader of a finding needs when the level names are uncertain (``level_uncertain``
+    among a result's flags: not counted up from a sacrum wholly in view, but the network's or Pose-net's best
+    guess), naming the levels each of ``levels`` (the fractured ones, say) may be instead; None when the names are
+    sure.
+
+    On the calibration simulations every film with bodies measured under another level's name carried this flag;
+    on real films the names are wrong more often than not (README, "Real anatomy"). A grade stands whatever its
+    body's name, so a reader told "L2, grade 3" must know when it may be L1 or L3.
+
+    Example::
+
+        naming_caveat(["level_uncertain"], ["L2"])
+        # 'The level names are uncertain (not counted up from a sacrum wholly in view): L2 may be L1 or L3.'
+    """
+    if "level_uncertain" not in set(flags):
+        return None
+    others = [f"{level} may be {' or '.join(beside)}" for level in levels if (beside := levels_beside(level))]
+    what = "; ".join(others) if others else "a named level may be the one above or below it"
+    return f"The level names are uncertain (not counted up from a sacrum wholly in view): {what}."

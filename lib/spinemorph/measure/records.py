@@ -87,12 +87,14 @@ class Morphometry:
 
     @property
     def finding(self) -> dict:
-        """Return the image-level reading: how many vertebrae were graded, which were graded 1 or more, and the
-        verdict: "fracture", "no fracture among the graded" or "not gradable" (nothing graded: no finding)."""
+        """Return the image-level reading: how many vertebrae were graded, which were graded 1 or more, the verdict
+        ("fracture", "no fracture among the graded" or "not gradable": nothing graded, no finding), and whether
+        the level names are uncertain (``level_uncertain``: a named level may be the one above or below)."""
         graded = self.graded
         fractures = [r.level for r in graded if r.genant_grade >= 1]
         verdict = "fracture" if fractures else "no fracture among the graded" if graded else "not gradable"
-        return {"vertebrae_graded": len(graded), "graded_1_or_more": fractures, "verdict": verdict}
+        return {"vertebrae_graded": len(graded), "graded_1_or_more": fractures, "verdict": verdict,
+                "level_uncertain": "level_uncertain" in self.flags}
 
     def by_level(self) -> dict[str, VertebraRecord]:
         """Return the records keyed by level name."""
@@ -152,10 +154,14 @@ class Morphometry:
             cells = " ".join(f"{_fmt(v):>6s}" for v in vals)
             grade = "" if r.genant_grade is None else str(r.genant_grade)
             lines.append(f"{r.level:6s} {cells} {grade:>5s} {r.deformity or '':10s} {','.join(r.flags)}")
-        from spinemorph.measure.flags import why_not_graded  # here: the flags' words read the gates, which read records
+        # here: the flags' words read the gates, which read records
+        from spinemorph.measure.flags import naming_caveat, why_not_graded
 
         lines += [f"{r.level} not graded: {why_not_graded(r.flags)}" for r in self.vertebrae
                   if r.genant_grade is None and "facing_uncertain" not in r.flags]
+        caveat = naming_caveat(self.flags, self.finding["graded_1_or_more"])
+        if caveat:
+            lines.append(caveat)
         if "facing_uncertain" in self.flags:
             lines.append("The facing is unsure, so nothing was graded: this is no finding.")
         elif self.vertebrae and not self.graded:

@@ -8,19 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
+from spinemorph.measure.flags import naming_caveat
 from spinemorph.measure.records import Morphometry
-from spinemorph.overlay import PNG_OPTIONS, draw_labels, draw_measurements, fit_height, to_rgb
+from spinemorph.overlay import PNG_OPTIONS, draw_labels, draw_measurements, draw_note, fit_height, to_rgb
 
 __all__ = ["write_outputs", "overlay_picture"]
 
 
 def overlay_picture(result: Morphometry, labels: np.ndarray, image: np.ndarray | None = None):
-    """Return a PIL picture: the image (or the labelmap) with labels, six points and height lines by grade."""
+    """Return a PIL picture: the image (or the labelmap) with labels, six points and height lines by grade, and,
+    when the level names are uncertain, a note saying so and what each fracture's level may be instead."""
     labels = np.asarray(labels)
     base = image if image is not None else (labels > 0).astype(np.float32)
     pic = to_rgb(base, fit_height(labels.shape))
     pic = draw_labels(pic, labels, alpha=0.25)
-    return draw_measurements(pic, [asdict(r) for r in result.vertebrae], labels.shape)
+    pic = draw_measurements(pic, [asdict(r) for r in result.vertebrae], labels.shape)
+    caveat = naming_caveat(result.flags, result.finding["graded_1_or_more"])
+    return draw_note(pic, caveat) if caveat else pic
 
 
 def write_outputs(result: Morphometry, out_dir: str | Path, stem: str, labels: np.ndarray,
