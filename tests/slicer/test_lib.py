@@ -12,6 +12,7 @@ from PIL import Image
 
 from spinemorph.io import display_affine, sagittal_affine
 from spinemorph.measure import measure
+from spinemorph.overlay import NOTE_COLOR
 from SpineMorphLib.client import ServerError, SpineMorphClient, parse_multipart
 from SpineMorphLib.dependencies import missing_requirements, repository_lib
 from SpineMorphLib.grid import PlaneGrid
@@ -249,6 +250,12 @@ def test_exports(boxes, tmp_path):
     records = records_with_points(boxes, [], PlaneGrid.from_affine(np.eye(4), (260, 160)))
     with Image.open(render_overlay(tmp_path / "o.png", image, box_spine(), records, height=520)) as pic:
         assert pic.size == (320, 520)
+        plain = np.asarray(pic.convert("RGB"))
+    note = "The level names are uncertain (not counted up from a sacrum wholly in view): L3 may be L2 or L4."
+    with Image.open(render_overlay(tmp_path / "n.png", image, box_spine(), records, height=520, note=note)) as pic:
+        noted = np.asarray(pic.convert("RGB"))
+    assert (np.abs(noted.astype(int) - NOTE_COLOR).sum(axis=-1) < 30).sum() > 50  # the note, in amber
+    assert (noted[130:] == plain[130:]).all()  # written across the top, the rest untouched
 
 
 def test_the_report_says_which_levels_a_fracture_may_be_when_the_names_are_uncertain(boxes):

@@ -10,7 +10,7 @@ import numpy as np
 
 from spinemorph.measure import Morphometry
 from spinemorph.measure.flags import naming_caveat, why_not_graded
-from spinemorph.overlay import draw_labels, draw_measurements, fit_height, to_rgb
+from spinemorph.overlay import draw_labels, draw_measurements, draw_note, fit_height, to_rgb
 from SpineMorphLib.records import table_headers, table_rows
 
 __all__ = ["write_table_csv", "patient_report", "render_overlay", "answered_by", "result_summary"]
@@ -108,13 +108,16 @@ def patient_report(result: Morphometry, context: dict | None = None) -> str:
 
 
 def render_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray | None, records: list[dict],
-                   height: int = 768) -> Path:
-    """Draw the radiograph, its labels coloured by level and each vertebra's height lines; write a PNG."""
+                   height: int = 768, note: str | None = None) -> Path:
+    """Draw the radiograph, its labels coloured by level, each vertebra's height lines and a ``note`` on the whole
+    picture (``naming_caveat``: the level names are uncertain); write a PNG."""
     image = np.asarray(image)
     pic = to_rgb(image, fit_height(image.shape, height))
     if labels is not None:
         pic = draw_labels(pic, np.asarray(labels), alpha=0.3)
     pic = draw_measurements(pic, records, image.shape)
+    if note:
+        pic = draw_note(pic, note)
     path = Path(path)
     pic.save(path, optimize=True)
     return path
