@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from spinemorph.levels import LEVELS, level_name
 from spinemorph.measure.gates import GATE_FLAGS
 
-__all__ = ["FLAG_TEXT", "explain", "why_not_graded", "levels_beside", "naming_caveat"]
+__all__ = ["FLAG_TEXT", "explain", "why_not_graded", "levels_beside", "naming_caveat", "finding_caveat"]
 
 #: One plain phrase per flag a vertebra record can carry (``spinemorph.measure``, its gates, stage 2, Slicer).
 FLAG_TEXT: dict[str, str] = {
@@ -101,3 +101,8 @@ def naming_caveat(flags: Iterable[str], levels: Iterable[str] = ()) -> str | Non
     others = [f"{level} may be {' or '.join(beside)}" for level in levels if (beside := levels_beside(level))]
     what = "; ".join(others) if others else "a named level may be the one above or below it"
     return f"The level names are uncertain (not counted up from a sacrum wholly in view): {what}."
+
+
+def finding_caveat(result) -> str | None:
+    """Return ``naming_caveat`` of a ``Morphometry``: its flags, and the levels its finding grades 1 or more."""
+    return naming_caveat(result.flags, result.finding["graded_1_or_more"])

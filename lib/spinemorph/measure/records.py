@@ -155,11 +155,11 @@ class Morphometry:
             grade = "" if r.genant_grade is None else str(r.genant_grade)
             lines.append(f"{r.level:6s} {cells} {grade:>5s} {r.deformity or '':10s} {','.join(r.flags)}")
         # here: the flags' words read the gates, which read records
-        from spinemorph.measure.flags import naming_caveat, why_not_graded
+        from spinemorph.measure.flags import finding_caveat, why_not_graded
 
         lines += [f"{r.level} not graded: {why_not_graded(r.flags)}" for r in self.vertebrae
                   if r.genant_grade is None and "facing_uncertain" not in r.flags]
-        caveat = naming_caveat(self.flags, self.finding["graded_1_or_more"])
+        caveat = finding_caveat(self)
         if caveat:
             lines.append(caveat)
         if "facing_uncertain" in self.flags:

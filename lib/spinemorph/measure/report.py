@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinemorph.measure.flags import naming_caveat
+from spinemorph.measure.flags import finding_caveat
 from spinemorph.measure.records import Morphometry
 from spinemorph.overlay import PNG_OPTIONS, draw_labels, draw_measurements, draw_note, fit_height, to_rgb
 
@@ -23,7 +23,7 @@ def overlay_picture(result: Morphometry, labels: np.ndarray, image: np.ndarray |
     pic = to_rgb(base, fit_height(labels.shape))
     pic = draw_labels(pic, labels, alpha=0.25)
     pic = draw_measurements(pic, [asdict(r) for r in result.vertebrae], labels.shape)
-    caveat = naming_caveat(result.flags, result.finding["graded_1_or_more"])
+    caveat = finding_caveat(result)
     return draw_note(pic, caveat) if caveat else pic
 
 

@@ -69,7 +69,7 @@ class ResultFiles:
 
     def exportPng(self, path: str | Path, volume, labels=None, height: int = 768) -> Path:
         """Write a PNG of the image, its labels and the height lines as the nodes hold them now; return its path."""
-        from spinemorph.measure.flags import naming_caveat
+        from spinemorph.measure.flags import finding_caveat
         from SpineMorphLib import nodes
         from SpineMorphLib.report import render_overlay
 
@@ -77,4 +77,4 @@ class ResultFiles:
         grid = nodes.grid_of(volume)
         array = nodes.labels_of(self.scene, labels, volume)[0] if labels is not None else None
         return render_overlay(path, nodes.pixels_of(volume), array, self.measurement.records(grid), height,
-                              naming_caveat(result.flags, result.finding["graded_1_or_more"]))
+                              finding_caveat(result))

@@ -30,7 +30,6 @@ TABLE_FIELDS: tuple[str, ...] = (
 )
 _HEADERS = {"level": "Level", "wedge": "Wedge", "biconcave": "Biconcave", "crush": "Crush", "vcr_percent": "VCR %",
             "genant_grade": "Genant grade", "deformity": "Type", "confidence": "Confidence", "flags": "Flags"}
-# Flags grade_records adds (NEIGHBOUR_FLAGS) are cleared before re-grading so that a second pass does not repeat them.
 
 
 def segment_code(name: str, label_value: int | None = None) -> int | None:
@@ -142,7 +141,7 @@ def regrade(result: Morphometry) -> None:
     for rec in result.vertebrae:
         for name in GRADED_FIELDS:
             setattr(rec, name, None)
-        rec.flags = [f for f in rec.flags if f not in NEIGHBOUR_FLAGS]
+        rec.flags = [f for f in rec.flags if f not in NEIGHBOUR_FLAGS]  # grade_records adds them again
     codes = [rec.code for rec in result.vertebrae]
     centres = [np.asarray(rec.center_px, float) for rec in result.vertebrae]
     reasons = flagged_reasons(result.vertebrae)

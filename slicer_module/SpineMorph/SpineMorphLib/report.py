@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from spinemorph.measure import Morphometry
-from spinemorph.measure.flags import naming_caveat, why_not_graded
+from spinemorph.measure.flags import finding_caveat, why_not_graded
 from spinemorph.overlay import draw_labels, draw_measurements, draw_note, fit_height, to_rgb
 from SpineMorphLib.records import table_headers, table_rows
 
@@ -93,7 +93,7 @@ def patient_report(result: Morphometry, context: dict | None = None) -> str:
     else:  # every grade withheld, or no vertebra: no finding, not a normal spine
         lines.append("No vertebra could be graded, so this is no finding: check the view and the outlines, "
                      "edit them and measure again, or read the film.")
-    caveat = naming_caveat(result.flags, [r.level for r in fractured])  # the names above may be a level off
+    caveat = finding_caveat(result)  # the names above may be a level off
     if caveat:
         lines.append(caveat)
     unmeasured = [f"{r.level} ({why_not_graded(r.flags)})" for r in result.vertebrae if r.genant_grade is None]
@@ -110,7 +110,7 @@ def patient_report(result: Morphometry, context: dict | None = None) -> str:
 def render_overlay(path: str | Path, image: np.ndarray, labels: np.ndarray | None, records: list[dict],
                    height: int = 768, note: str | None = None) -> Path:
     """Draw the radiograph, its labels coloured by level, each vertebra's height lines and a ``note`` on the whole
-    picture (``naming_caveat``: the level names are uncertain); write a PNG."""
+    picture (``finding_caveat``: the level names are uncertain); write a PNG."""
     image = np.asarray(image)
     pic = to_rgb(image, fit_height(image.shape, height))
     if labels is not None:
